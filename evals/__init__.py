@@ -1,0 +1,1 @@
+"""One evaluation layer: metrics, benchmark loaders, the runner and cost reports."""

@@ -1,0 +1,52 @@
+"""Benchmark registry: a spec string names a loader and, optionally, a file.
+
+    ncb-python              NCB dev set, Python (package data)
+    ncb-python:FILE         an NCB-format Python file (e.g. the full test set)
+    ncb-java[:FILE]         the same for Java (needs NCB's JUnit jars: --java-libs)
+    humaneval:FILE          any HumanEval-format .jsonl / .jsonl.gz
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from evals.benchmarks.base import Benchmark
+from evals.benchmarks.humaneval import load_humaneval
+from evals.benchmarks.ncb import load_ncb
+from llm_eff.core.errors import UserError
+
+
+def _humaneval(path: str | None, **opts) -> Benchmark:
+    if not path:
+        raise UserError("humaneval needs a file: humaneval:/path/to/file.jsonl[.gz]")
+    return load_humaneval(path, timeout_s=opts.get("timeout_s", 20.0))
+
+
+REGISTRY: dict[str, tuple[Callable[..., Benchmark], str]] = {
+    "ncb-python": (
+        lambda path, **o: load_ncb("python", path, timeout_s=o.get("timeout_s", 30.0)),
+        "NaturalCodeBench dev, Python (70 problems, packaged)",
+    ),
+    "ncb-java": (
+        lambda path, **o: load_ncb(
+            "java", path, java_libs=o.get("java_libs"), timeout_s=o.get("timeout_s", 60.0)
+        ),
+        "NaturalCodeBench dev, Java (70 problems, packaged; needs --java-libs)",
+    ),
+    "humaneval": (_humaneval, "HumanEval-format file given by path: humaneval:FILE"),
+}
+
+
+def load_benchmark(spec: str, **options) -> Benchmark:
+    """Load the benchmark named by `spec` (see module docstring); UserError if unknown."""
+    name, _, path = spec.partition(":")
+    if name not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY))
+        raise UserError(f"unknown benchmark '{name}' (known: {known})")
+    loader, _ = REGISTRY[name]
+    return loader(path or None, **{k: v for k, v in options.items() if v is not None})
+
+
+def list_benchmarks() -> dict[str, str]:
+    """Benchmark names and one-line descriptions."""
+    return {name: desc for name, (_, desc) in REGISTRY.items()}

@@ -1,0 +1,118 @@
+"""Per-system summaries of a run: accuracy, pass@k, cost-of-pass, tokens, $, latency, memory."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from evals.metrics.cost_of_pass import cost_of_pass_ci
+from evals.metrics.passk import accuracy, mean_pass_at_k
+from llm_eff.core.types import Attempt
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (q in [0, 100]); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass
+class SystemSummary:
+    """Everything a report shows about one system on one benchmark."""
+
+    system: str
+    system_hash: str
+    benchmark: str
+    tasks: int
+    attempts: int
+    accuracy: float
+    pass_at_k: dict[int, float | None]
+    cost_of_pass: float
+    cost_of_pass_low: float
+    cost_of_pass_high: float
+    dollars_per_attempt: float
+    dollars_total: float
+    tokens_per_attempt: float
+    prompt_tokens_per_attempt: float
+    completion_tokens_per_attempt: float
+    latency_p50_s: float
+    latency_p95_s: float
+    throughput_tokens_per_s: float
+    peak_memory_bytes: int | None
+    errors: int
+    price_sources: list[str] = field(default_factory=list)
+    by_category: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def group_attempts(attempts: Iterable[Attempt]) -> dict[tuple[str, str], list[Attempt]]:
+    """Attempts grouped by (benchmark, system hash), in first-seen order."""
+    groups: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
+    for attempt in attempts:
+        groups[(attempt.benchmark, attempt.system_hash)].append(attempt)
+    return dict(groups)
+
+
+def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) -> SystemSummary:
+    """Summary of one system's attempts on one benchmark (all share benchmark and hash)."""
+    if not attempts:
+        raise ValueError("no attempts to summarise")
+    by_task: dict[str, list[Attempt]] = defaultdict(list)
+    for a in attempts:
+        by_task[a.task_id].append(a)
+    ci = cost_of_pass_ci([[(a.cost.dollars, a.passed) for a in group] for group in by_task.values()])
+    n = len(attempts)
+    latencies = [a.usage.latency_s for a in attempts]
+    total_time = sum(latencies)
+    total_tokens = sum(a.usage.total_tokens for a in attempts)
+    peaks = [a.usage.peak_memory_bytes for a in attempts if a.usage.peak_memory_bytes]
+    categories: dict[str, list[bool]] = defaultdict(list)
+    reasons: dict[str, int] = defaultdict(int)
+    for a in attempts:
+        categories[str(a.details.get("category") or "all")].append(a.passed)
+        reasons[str(a.details.get("reason") or ("passed" if a.passed else "failed"))] += 1
+    return SystemSummary(
+        system=attempts[0].system,
+        system_hash=attempts[0].system_hash,
+        benchmark=attempts[0].benchmark,
+        tasks=len(by_task),
+        attempts=n,
+        accuracy=accuracy(a.passed for a in attempts),
+        pass_at_k={
+            k: mean_pass_at_k(
+                ((len(g), sum(a.passed for a in g)) for g in by_task.values()), k
+            )
+            for k in ks
+        },
+        cost_of_pass=ci.value,
+        cost_of_pass_low=ci.low,
+        cost_of_pass_high=ci.high,
+        dollars_per_attempt=sum(a.cost.dollars for a in attempts) / n,
+        dollars_total=sum(a.cost.dollars for a in attempts),
+        tokens_per_attempt=total_tokens / n,
+        prompt_tokens_per_attempt=sum(a.usage.prompt_tokens for a in attempts) / n,
+        completion_tokens_per_attempt=sum(a.usage.completion_tokens for a in attempts) / n,
+        latency_p50_s=percentile(latencies, 50),
+        latency_p95_s=percentile(latencies, 95),
+        throughput_tokens_per_s=total_tokens / total_time if total_time > 0 else 0.0,
+        peak_memory_bytes=max(peaks) if peaks else None,
+        errors=sum(1 for a in attempts if a.error),
+        price_sources=sorted({a.cost.source for a in attempts}),
+        by_category={c: accuracy(v) for c, v in sorted(categories.items())},
+        reasons=dict(sorted(reasons.items())),
+    )
+
+
+def summarize(attempts: Iterable[Attempt], ks: Sequence[int] = (1, 5, 10)) -> list[SystemSummary]:
+    """One summary per (benchmark, system) in the attempts."""
+    return [summarize_system(group, ks) for group in group_attempts(attempts).values()]

@@ -1,0 +1,158 @@
+"""Run systems over a benchmark, writing every attempt to the run log as it finishes.
+
+Generation happens in batches on the calling thread; scoring (sandboxed tests) runs on a pool
+of worker threads meanwhile, each attempt appended durably to the run log when scored.
+Rerunning the same command skips attempts already in the log, keyed by (benchmark, task,
+system hash, sample), so a killed run resumes and never duplicates an attempt.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from evals.benchmarks.base import Benchmark
+from evals.systems import SystemSpec
+from llm_eff.backends import Backend, Completion, GenerationConfig, make_backend
+from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
+from llm_eff.core.runlog import RunLog
+from llm_eff.core.types import Attempt, Cost, Task, Usage
+from llm_eff.models.registry import parse_model
+
+
+@dataclass
+class RunOptions:
+    """How to run: task slice, seed, parallelism, batching, pricing."""
+
+    limit: int | None = None
+    seed: int = 0
+    workers: int = 2
+    batch_size: int = 8
+    hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR
+    engine: str = "transformers"
+
+
+Progress = Callable[[str, int], None]
+
+
+def select_tasks(benchmark: Benchmark, limit: int | None) -> list[Task]:
+    """The first `limit` tasks of the benchmark (all when None)."""
+    return benchmark.tasks[:limit] if limit else list(benchmark.tasks)
+
+
+def pending(
+    benchmark: Benchmark, tasks: list[Task], system: SystemSpec, done: set
+) -> list[tuple[Task, int]]:
+    """(task, sample) pairs of `system` not yet in the run log."""
+    return [
+        (t, s)
+        for t in tasks
+        for s in range(system.samples)
+        if (benchmark.name, t.id, system.hash, s) not in done
+    ]
+
+
+def _attempt(
+    benchmark: Benchmark, system: SystemSpec, task: Task, sample: int,
+    candidates: list[Completion],
+) -> Attempt:
+    """Score the candidates of one attempt (first passing wins) and total their usage."""
+    usage, cost = Usage(), Cost()
+    for c in candidates:
+        usage, cost = usage + c.usage, cost + c.cost
+    if candidates and candidates[0].usage.latency_s:
+        usage.latency_s = max(c.usage.latency_s for c in candidates)
+    outcome, chosen = None, candidates[0].text if candidates else ""
+    tried = 0
+    for c in candidates:
+        tried += 1
+        outcome, chosen = benchmark.score(task, c.text), c.text
+        if outcome.passed:
+            break
+    assert outcome is not None
+    return Attempt(
+        task_id=task.id,
+        system=system.name,
+        system_hash=system.hash,
+        sample=sample,
+        output=chosen,
+        passed=outcome.passed,
+        score=outcome.score,
+        usage=usage,
+        cost=cost,
+        error=None if outcome.passed else outcome.reason,
+        benchmark=benchmark.name,
+        details={
+            "reason": outcome.reason,
+            "tests_passed": outcome.tests_passed,
+            "tests_total": outcome.tests_total,
+            "category": task.metadata.get("category"),
+            "candidates": len(candidates),
+            "candidates_scored": tried,
+            "sandbox": outcome.isolation,
+            "message": outcome.message[-1500:] if not outcome.passed else "",
+        },
+    )
+
+
+def run_system(
+    benchmark: Benchmark,
+    system: SystemSpec,
+    log: RunLog,
+    options: RunOptions,
+    progress: Progress | None = None,
+    backend: Backend | None = None,
+) -> int:
+    """Run one system over the benchmark; returns how many new attempts were written."""
+    tasks = select_tasks(benchmark, options.limit)
+    todo = pending(benchmark, tasks, system, log.done_keys())
+    if not todo:
+        return 0
+    if not system.is_reference and backend is None:
+        ref = parse_model(system.model)
+        backend = make_backend(
+            ref, options.batch_size, options.hardware_dollars_per_hour,
+            system.api_base, options.engine,
+        )
+    written = 0
+
+    def finish(future: Future) -> None:
+        nonlocal written
+        attempt = future.result()
+        log.append(attempt)
+        written += 1
+        if progress:
+            progress(system.name, 1)
+
+    with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+        futures = []
+        step = options.batch_size if backend else len(todo)
+        for start in range(0, len(todo), step):
+            chunk = todo[start:start + step]
+            if backend is None:
+                groups = [[Completion(benchmark.reference_output(t), Usage(model="reference"),
+                                      Cost(0.0, "reference"))] for t, _ in chunk]
+            else:
+                config = GenerationConfig(
+                    max_new_tokens=system.max_tokens,
+                    temperature=system.temperature,
+                    top_p=system.top_p,
+                    n=system.best_of,
+                    seed=_seed(options.seed, system, chunk[0]),
+                )
+                groups = backend.generate([t.prompt for t, _ in chunk], config)
+            for (task, sample), candidates in zip(chunk, groups):
+                future = pool.submit(_attempt, benchmark, system, task, sample, candidates)
+                future.add_done_callback(finish)
+                futures.append(future)
+        for future in futures:
+            future.result()
+    return written
+
+
+def _seed(base: int, system: SystemSpec, first: tuple[Task, int]) -> int:
+    """A deterministic seed per (run seed, system, first task and sample of the batch)."""
+    task, sample = first
+    return random.Random(f"{base}|{system.hash}|{task.id}|{sample}").randrange(2**31)

@@ -1,0 +1,102 @@
+"""Systems: what is evaluated. A system is a model plus decoding settings plus a strategy.
+
+Spec strings (the CLI's `--system`):
+
+    reference                          the benchmark's reference solutions (no model)
+    smollm2-135m                       greedy, one sample per task
+    smollm2-135m:best-of-4             4 samples at temperature 0.8; the attempt passes if any
+                                       candidate passes the tests (test feedback), and costs all 4
+    MODEL:samples=5,temperature=0.8    5 independent attempts per task (for pass@k)
+    MODEL:max_tokens=256,name=short    any of: samples, best_of, temperature, top_p,
+                                       max_tokens, name, api_base
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_eff.core.errors import UserError
+from llm_eff.core.types import config_hash
+
+_NUMERIC = {"samples": int, "best_of": int, "temperature": float, "top_p": float, "max_tokens": int}
+BEST_OF_TEMPERATURE = 0.8
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """A parsed system: model string, decoding settings and strategy."""
+
+    model: str
+    samples: int = 1
+    best_of: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    label: str = ""
+    api_base: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_reference(self) -> bool:
+        """True for the reference-solutions system."""
+        return self.model == "reference"
+
+    @property
+    def name(self) -> str:
+        """Display name: the label if given, else model plus strategy."""
+        if self.label:
+            return self.label
+        if self.is_reference:
+            return "reference"
+        if self.best_of > 1:
+            return f"{self.model} best-of-{self.best_of}"
+        if self.temperature == 0 and self.samples == 1:
+            return f"{self.model} greedy"
+        return f"{self.model} T={self.temperature:g} x{self.samples}"
+
+    def config(self) -> dict[str, Any]:
+        """Everything that changes the outputs (hashed into the attempt key)."""
+        return {
+            "model": self.model, "samples": self.samples, "best_of": self.best_of,
+            "temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
+            "api_base": self.api_base,
+        }
+
+    @property
+    def hash(self) -> str:
+        """Stable hash of `config()`."""
+        return config_hash(self.config())
+
+
+def parse_system(spec: str) -> SystemSpec:
+    """Parse a system spec string (see module docstring); UserError on a malformed one."""
+    spec = spec.strip()
+    prefix = next((p for p in ("api:", "hf:") if spec.startswith(p)), "")
+    model, _, options = spec[len(prefix):].partition(":")
+    model = prefix + model if model else ""
+    if not model:
+        raise UserError(f"empty model in system spec '{spec}'")
+    values: dict[str, Any] = {}
+    for item in filter(None, (o.strip() for o in options.split(","))):
+        if item.startswith("best-of-"):
+            key, raw = "best_of", item.removeprefix("best-of-")
+        elif "=" in item:
+            key, raw = (s.strip() for s in item.split("=", 1))
+        else:
+            raise UserError(f"system '{spec}': cannot read option '{item}' (use key=value)")
+        key = {"name": "label", "n": "samples"}.get(key, key)
+        if key in _NUMERIC:
+            try:
+                values[key] = _NUMERIC[key](raw)
+            except ValueError:
+                raise UserError(f"system '{spec}': {key} must be a number, got '{raw}'") from None
+        elif key in ("label", "api_base"):
+            values[key] = raw
+        else:
+            raise UserError(f"system '{spec}': unknown option '{key}'")
+    if values.get("best_of", 1) > 1 and "temperature" not in values:
+        values["temperature"] = BEST_OF_TEMPERATURE
+    if values.get("samples", 1) < 1 or values.get("best_of", 1) < 1:
+        raise UserError(f"system '{spec}': samples and best_of must be >= 1")
+    return SystemSpec(model=model, **values)

@@ -1,0 +1,150 @@
+"""Local generation with transformers: batched, real token counts, latency, peak memory.
+
+Cost is hardware time: the batch's wall time priced with `local_price` (hardware $/hour over
+measured tokens/s). FLOPs are estimated as 2 x parameters x tokens processed.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+from llm_eff.backends.base import Completion, GenerationConfig, chat_messages, truncate_at_stop
+from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
+from llm_eff.core.types import Usage
+from llm_eff.models.registry import ModelRef
+
+
+def load_local(ref: ModelRef) -> tuple[Any, Any]:
+    """(model, tokenizer) for a local model reference, in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if ref.kind == "tiny":
+        from llm_eff.models.tiny import tiny_llama
+
+        model, tok = tiny_llama()
+    else:
+        if ref.kind == "embedded":
+            from llm_eff.models.embedded import embedded_model_dir
+
+            path = str(embedded_model_dir())
+        else:
+            path = ref.path
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    model.eval()
+    return model, tok
+
+
+def _peak_memory_bytes(device: str) -> int:
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated())
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+class TransformersBackend:
+    """A local HF causal LM behind the `Backend` protocol."""
+
+    def __init__(
+        self,
+        ref: ModelRef,
+        batch_size: int = 8,
+        hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
+        import torch
+
+        self.name = ref.name
+        self.batch_size = batch_size
+        self.hardware_dollars_per_hour = hardware_dollars_per_hour
+        if model is None:
+            model, tokenizer = load_local(ref)
+        self.model, self.tokenizer = model, tokenizer
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(self.device)
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+
+    def _encode(self, prompts: list[str], config: GenerationConfig) -> Any:
+        tok = self.tokenizer
+        if tok.chat_template:
+            texts = [
+                tok.apply_chat_template(
+                    chat_messages(p, config), tokenize=False, add_generation_prompt=True
+                )
+                for p in prompts
+            ]
+        else:
+            texts = prompts
+        return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+    def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
+        """`config.n` completions per prompt, generated in batches of `batch_size` prompts."""
+        out: list[list[Completion]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            out.extend(self._generate_batch(prompts[start:start + self.batch_size], config))
+        return out
+
+    def _generate_batch(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
+        import torch
+
+        enc = self._encode(prompts, config).to(self.device)
+        sample = config.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": config.max_new_tokens,
+            "do_sample": sample,
+            "num_return_sequences": config.n,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if sample:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if config.stop:
+            kwargs.update(stop_strings=list(config.stop), tokenizer=self.tokenizer)
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            generated = self.model.generate(**enc, **kwargs)
+        wall = time.perf_counter() - start
+        prompt_len = enc["input_ids"].shape[1]
+        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+        new = generated[:, prompt_len:]
+        stop_ids = {self.tokenizer.pad_token_id, self.tokenizer.eos_token_id}
+        lengths = []
+        for row in new.tolist():
+            n = next((i + 1 for i, t in enumerate(row) if t in stop_ids), len(row))
+            lengths.append(n)
+        total_tokens = sum(prompt_tokens) * config.n + sum(lengths)
+        price = local_price(self.hardware_dollars_per_hour, total_tokens / wall if wall else 0.0)
+        peak = _peak_memory_bytes(self.device)
+        results: list[list[Completion]] = []
+        for i in range(len(prompts)):
+            group = []
+            for j in range(config.n):
+                row = i * config.n + j
+                text = self.tokenizer.decode(new[row][: lengths[row]], skip_special_tokens=True)
+                usage = Usage(
+                    prompt_tokens=int(prompt_tokens[i]),
+                    completion_tokens=int(lengths[row]),
+                    latency_s=wall,
+                    model=self.name,
+                    flops_estimate=2.0 * self.n_params * (prompt_tokens[i] + lengths[row]),
+                    peak_memory_bytes=peak,
+                )
+                finish = "length" if lengths[row] >= config.max_new_tokens else "stop"
+                group.append(Completion(truncate_at_stop(text, config.stop), usage,
+                                        price.cost(usage), finish))
+            results.append(group)
+        return results

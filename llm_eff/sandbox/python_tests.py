@@ -1,0 +1,85 @@
+"""Run a Python program's pytest tests in the sandbox (NaturalCodeBench / HumanEval style).
+
+The program is written to `solution.py`; the tests to `test_solution.py`, which starts with
+`from solution import *` as NCB's scorer does. pytest writes a JUnit XML report that gives the
+per-test results. Standard input holds 1,000 lines of "1", as in NCB, so programs that read
+input do not block.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from llm_eff.sandbox.limits import Limits
+from llm_eff.sandbox.outcome import TestOutcome, classify, parse_junit, reason_from_signal
+from llm_eff.sandbox.runner import run_sandboxed
+
+NCB_STDIN = b"1\n" * 1000
+TEST_HEADER = "import pytest\nfrom solution import *\n"
+
+
+def run_python_tests(
+    code: str,
+    tests: str,
+    setup_code: str = "",
+    limits: Limits | None = None,
+    extra_files: dict[str, str | bytes] | None = None,
+) -> TestOutcome:
+    """Run `tests` (pytest source) against `code` in the sandbox and report per-test results."""
+    if not code.strip():
+        return TestOutcome(False, "no_code", message="no code found in the output")
+    try:
+        compile(code, "solution.py", "exec")
+    except SyntaxError as exc:
+        return TestOutcome(False, "syntax_error", message=f"{exc.msg} (line {exc.lineno})")
+    except ValueError as exc:  # e.g. null bytes in the source
+        return TestOutcome(False, "syntax_error", message=str(exc))
+    files: dict[str, str | bytes] = {
+        "solution.py": code,
+        "test_solution.py": TEST_HEADER + tests + "\n" + setup_code + "\n",
+        **(extra_files or {}),
+    }
+    command = [
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+        "--junitxml=report.xml", "-o", "junit_family=xunit1", "--rootdir=.",
+        "test_solution.py",
+    ]
+    result = run_sandboxed(
+        command, files, limits, stdin=NCB_STDIN, collect=("report.xml",)
+    )
+    outcome = TestOutcome(False, "crash", wall_s=result.wall_s, isolation=result.isolation)
+    tail = (result.stdout + result.stderr)[-4000:]
+    if result.timed_out:
+        forks_refused = "BlockingIOError" in tail or "temporarily unavailable" in tail
+        outcome.reason = "process_limit" if forks_refused else "timeout"
+        outcome.message = f"wall-clock limit reached\n{tail}"
+        return outcome
+    report = result.files.get("report.xml")
+    per_test: dict[str, tuple[str, str]] = {}
+    if report:
+        try:
+            per_test = parse_junit(report)
+        except Exception:  # noqa: BLE001 - a corrupt report means the run crashed
+            per_test = {}
+    outcome.per_test = {name: status for name, (status, _) in per_test.items()}
+    outcome.tests_total = len(per_test)
+    outcome.tests_passed = sum(s == "passed" for s, _ in per_test.values())
+    outcome.message = tail
+    by_signal = reason_from_signal(result.signal)
+    if by_signal == "timeout" and ("BlockingIOError" in tail or "temporarily unavailable" in tail):
+        by_signal = "process_limit"
+    if by_signal and (not report or outcome.tests_passed < outcome.tests_total):
+        outcome.reason = by_signal
+        return outcome
+    if not report:
+        outcome.reason = "memory" if "MemoryError" in tail else "crash"
+        return outcome
+    if not per_test:
+        outcome.reason = classify([tail]) if "rror" in tail else "no_tests"
+        return outcome
+    failures = [m for s, m in per_test.values() if s in ("failure", "error")]
+    if not failures and outcome.tests_passed == outcome.tests_total:
+        outcome.passed, outcome.reason = True, "passed"
+    else:
+        outcome.reason = classify(failures) if failures else "no_tests"
+    return outcome
