@@ -55,7 +55,10 @@ def pending(
 
 
 def _attempt(
-    benchmark: Benchmark, system: SystemSpec, task: Task, sample: int,
+    benchmark: Benchmark,
+    system: SystemSpec,
+    task: Task,
+    sample: int,
     candidates: list[Completion],
 ) -> Attempt:
     """Score the candidates of one attempt (first passing wins) and total their usage."""
@@ -113,8 +116,11 @@ def run_system(
     if not system.is_reference and backend is None:
         ref = parse_model(system.model)
         backend = make_backend(
-            ref, options.batch_size, options.hardware_dollars_per_hour,
-            system.api_base, options.engine,
+            ref,
+            options.batch_size,
+            options.hardware_dollars_per_hour,
+            system.api_base,
+            options.engine,
         )
     written = 0
 
@@ -130,20 +136,29 @@ def run_system(
         futures = []
         step = options.batch_size if backend else len(todo)
         for start in range(0, len(todo), step):
-            chunk = todo[start:start + step]
+            chunk = todo[start : start + step]
             if backend is None:
-                groups = [[Completion(benchmark.reference_output(t), Usage(model="reference"),
-                                      Cost(0.0, "reference"))] for t, _ in chunk]
+                groups = [
+                    [
+                        Completion(
+                            benchmark.reference_output(t),
+                            Usage(model="reference"),
+                            Cost(0.0, "reference"),
+                        )
+                    ]
+                    for t, _ in chunk
+                ]
             else:
                 config = GenerationConfig(
                     max_new_tokens=system.max_tokens,
                     temperature=system.temperature,
                     top_p=system.top_p,
                     n=system.best_of,
+                    stop=benchmark.stop,
                     seed=_seed(options.seed, system, chunk[0]),
                 )
                 groups = backend.generate([t.prompt for t, _ in chunk], config)
-            for (task, sample), candidates in zip(chunk, groups):
+            for (task, sample), candidates in zip(chunk, groups, strict=True):
                 future = pool.submit(_attempt, benchmark, system, task, sample, candidates)
                 future.add_done_callback(finish)
                 futures.append(future)

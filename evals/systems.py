@@ -58,8 +58,12 @@ class SystemSpec:
     def config(self) -> dict[str, Any]:
         """Everything that changes the outputs (hashed into the attempt key)."""
         return {
-            "model": self.model, "samples": self.samples, "best_of": self.best_of,
-            "temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
+            "model": self.model,
+            "samples": self.samples,
+            "best_of": self.best_of,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
             "api_base": self.api_base,
         }
 
@@ -73,7 +77,7 @@ def parse_system(spec: str) -> SystemSpec:
     """Parse a system spec string (see module docstring); UserError on a malformed one."""
     spec = spec.strip()
     prefix = next((p for p in ("api:", "hf:") if spec.startswith(p)), "")
-    model, _, options = spec[len(prefix):].partition(":")
+    model, _, options = spec[len(prefix) :].partition(":")
     model = prefix + model if model else ""
     if not model:
         raise UserError(f"empty model in system spec '{spec}'")

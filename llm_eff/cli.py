@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.core.errors import UserError
+from llm_eff.core.errors import BackendError, UserError
 
 app = typer.Typer(
     name="llm-eff",
@@ -36,6 +36,13 @@ def _friendly(func: Any) -> Any:
         except UserError as exc:
             Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
+        except BackendError as exc:
+            Console(stderr=True).print(
+                f"[bold red]error:[/] model call failed: {exc} (finished attempts are kept; "
+                "rerun the same command to resume)",
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             Console(stderr=True).print("interrupted: finished attempts are kept in the run log")
             raise typer.Exit(130) from None
@@ -46,26 +53,55 @@ def _friendly(func: Any) -> Any:
 @app.command("eval")
 @_friendly
 def eval_command(
-    bench: Annotated[str, typer.Option("--bench", "-b", help="Benchmark: ncb-python, ncb-java, "
-                                       "ncb-python:FILE, humaneval:FILE (.jsonl or .jsonl.gz).")],
-    system: Annotated[list[str] | None, typer.Option("--system", "-s", help="A system to run; "
-                      "repeat for several. MODEL[:opts], e.g. smollm2-135m, "
-                      "smollm2-135m:best-of-4, smollm2-135m:samples=5,temperature=0.8, "
-                      "openai/gpt-4o-mini, hf:DIR, or 'reference' (the reference solutions).")] = None,
-    run: Annotated[Path | None, typer.Option("--run", "-o", help="Run log (JSONL) to append to; "
-                   "rerunning with the same log resumes. Default: runs/<bench>.jsonl")] = None,
+    bench: Annotated[
+        str,
+        typer.Option(
+            "--bench",
+            "-b",
+            help="Benchmark: ncb-python, ncb-java, "
+            "ncb-python:FILE, humaneval:FILE (.jsonl or .jsonl.gz).",
+        ),
+    ],
+    system: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--system",
+            "-s",
+            help="A system to run; "
+            "repeat for several. MODEL[:opts], e.g. smollm2-135m, "
+            "smollm2-135m:best-of-4, smollm2-135m:samples=5,temperature=0.8, "
+            "openai/gpt-4o-mini, hf:DIR, or 'reference' (the reference solutions).",
+        ),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            "-o",
+            help="Run log (JSONL) to append to; "
+            "rerunning with the same log resumes. Default: runs/<bench>.jsonl",
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N tasks.", min=1)] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
     workers: Annotated[int, typer.Option(help="Parallel sandbox workers for scoring.", min=1)] = 2,
     batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.", min=1)] = 8,
-    hardware_price: Annotated[float, typer.Option(help="Hardware $/hour used to price local "
-                              "models (with measured tokens/s).", min=0)] = 0.10,
-    java_libs: Annotated[Path | None, typer.Option(help="NCB's JUnit jars folder (ncb-java); "
-                         "or set LLM_EFF_NCB_JAVA_LIBS.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds allowed per program's tests.",
-                       min=1)] = None,
-    engine: Annotated[str, typer.Option(help="Local engine: transformers or vllm (GPU, extra).")]
-    = "transformers",
+    hardware_price: Annotated[
+        float,
+        typer.Option(
+            help="Hardware $/hour used to price local models (with measured tokens/s).", min=0
+        ),
+    ] = 0.10,
+    java_libs: Annotated[
+        Path | None,
+        typer.Option(help="NCB's JUnit jars folder (ncb-java); or set LLM_EFF_NCB_JAVA_LIBS."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds allowed per program's tests.", min=1)
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="Local engine: transformers or vllm (GPU, extra).")
+    ] = "transformers",
 ) -> None:
     """Run systems over a benchmark; every attempt lands in the run log as it finishes."""
     from rich.console import Console
@@ -88,26 +124,41 @@ def eval_command(
                 from llm_eff.backends.litellm_backend import check_api_key
 
                 check_api_key(ref.name, s.api_base)
-    benchmark = load_benchmark(bench, java_libs=str(java_libs) if java_libs else None,
-                               timeout_s=timeout)
+    benchmark = load_benchmark(
+        bench, java_libs=str(java_libs) if java_libs else None, timeout_s=timeout
+    )
     log_path = run or Path("runs") / f"{benchmark.name.replace(':', '-').replace('/', '-')}.jsonl"
     log = RunLog(log_path)
-    options = RunOptions(limit=limit, seed=seed, workers=workers, batch_size=batch_size,
-                         hardware_dollars_per_hour=hardware_price, engine=engine)
+    options = RunOptions(
+        limit=limit,
+        seed=seed,
+        workers=workers,
+        batch_size=batch_size,
+        hardware_dollars_per_hour=hardware_price,
+        engine=engine,
+    )
     tasks = select_tasks(benchmark, limit)
     done = log.done_keys()
-    console.print(f"[bold]{benchmark.description}[/]: {len(tasks)} tasks, "
-                  f"{len(systems)} system(s), run log {log_path}")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
+    console.print(
+        f"[bold]{benchmark.description}[/]: {len(tasks)} tasks, "
+        f"{len(systems)} system(s), run log {log_path}"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         bars = {}
         for s in systems:
             total = len(tasks) * s.samples
             left = len(pending(benchmark, tasks, s, done))
             bars[s.name] = progress.add_task(s.name, total=total, completed=total - left)
         for s in systems:
-            run_system(benchmark, s, log, options,
-                       progress=lambda name, n: progress.advance(bars[name], n))
+            run_system(
+                benchmark, s, log, options, progress=lambda name, n: progress.advance(bars[name], n)
+            )
     _print_summary(console, log_path, {(benchmark.name, s.hash) for s in systems})
     console.print(f"next: [bold]llm-eff report {log_path}[/]")
 
@@ -123,8 +174,11 @@ def _print_summary(console: Any, log_path: Path, keys: set[tuple[str, str]]) -> 
     if not attempts:
         return
     header, rows = summary_rows(summarize(attempts))
-    keep = [i for i, h in enumerate(header)
-            if h.startswith(("system", "tasks", "pass@", "cost-of-pass", "$ /", "tokens /"))]
+    keep = [
+        i
+        for i, h in enumerate(header)
+        if h.startswith(("system", "tasks", "pass@", "cost-of-pass", "$ /", "tokens /"))
+    ]
     table = Table(*[header[i] for i in keep])
     for row in rows:
         table.add_row(*[row[i] for i in keep])
@@ -135,9 +189,21 @@ def _print_summary(console: Any, log_path: Path, keys: set[tuple[str, str]]) -> 
 @_friendly
 def report_command(
     runs: Annotated[list[Path], typer.Argument(help="Run log(s) written by `llm-eff eval`.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder. Default: "
-                   "<run log name>-report beside the first run log.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Report folder. Default: <run log name>-report beside the first run log.",
+        ),
+    ] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "llm-eff cost report",
+    human_cost: Annotated[
+        float | None,
+        typer.Option(
+            help="A human expert's $ per task, to include in the frontier cost-of-pass.", min=0
+        ),
+    ] = None,
 ) -> None:
     """Write report.md and a self-contained report.html (plots embedded) from run logs."""
     from rich.console import Console
@@ -145,7 +211,7 @@ def report_command(
     from evals.report import write_report
 
     out_dir = out or runs[0].with_name(runs[0].stem + "-report")
-    files = write_report(list(runs), out_dir, title)
+    files = write_report(list(runs), out_dir, title, human_cost)
     console = Console()
     console.print(f"Markdown report: [bold]{files.markdown}[/]")
     console.print(f"HTML report:     [bold]{files.html.resolve()}[/]")
@@ -165,8 +231,10 @@ def models_command() -> None:
     for row in available_models():
         table.add_row(*row)
     Console().print(table)
-    Console().print("Also: hf:DIR (a local HF model folder) and API ids through LiteLLM, "
-                    "e.g. openai/gpt-4o-mini (needs its API key).")
+    Console().print(
+        "Also: hf:DIR (a local HF model folder) and API ids through LiteLLM, "
+        "e.g. openai/gpt-4o-mini (needs its API key)."
+    )
 
 
 @app.command("benchmarks")

@@ -11,13 +11,18 @@ from llm_eff.sandbox.outcome import TestOutcome
 
 @dataclass
 class Benchmark:
-    """A named list of tasks with a scorer that runs an output's tests in the sandbox."""
+    """A named list of tasks with a scorer that runs an output's tests in the sandbox.
+
+    `stop` holds stop strings for generation (e.g. the end of the code block the prompt asks
+    for), so that models do not spend tokens after the answer.
+    """
 
     name: str
     tasks: list[Task]
     scorer: Callable[[Task, str], TestOutcome]
     reference: Callable[[Task], str]
     description: str = ""
+    stop: tuple[str, ...] = ()
     options: dict = field(default_factory=dict)
 
     def score(self, task: Task, output: str) -> TestOutcome:

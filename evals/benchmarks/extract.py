@@ -29,4 +29,4 @@ def extract_code(text: str, language: str = "python") -> str:
     if blocks:
         return ""
     match = _CODE_START.get(language, _CODE_START["python"]).search(text)
-    return text[match.start():] if match else ""
+    return text[match.start() :] if match else ""

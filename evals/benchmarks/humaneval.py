@@ -61,4 +61,5 @@ def load_humaneval(path: str, timeout_s: float = 20.0) -> Benchmark:
         scorer=score,
         reference=reference,
         description=f"HumanEval-format tasks from {path} ({len(tasks)} tasks)",
+        stop=("\n```\n",),
     )

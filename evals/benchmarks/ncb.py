@@ -22,14 +22,16 @@ from llm_eff.sandbox import Limits, TestOutcome, run_java_tests, run_python_test
 
 FIELDS = ("_id", "prompt", "testcases", "reference_solution")
 JAVA_LIBS_ENV = "LLM_EFF_NCB_JAVA_LIBS"
+CLOSING_FENCE = "\n```\n"  # the prompt asks for exactly one code block: stop when it closes
 
 
 def _packaged(language: str) -> Path:
     return Path(str(resources.files("evals.benchmarks") / "data" / f"ncb_{language}_en.jsonl"))
 
 
-def load_ncb(language: str, path: str | None = None, java_libs: str | None = None,
-             timeout_s: float = 30.0) -> Benchmark:
+def load_ncb(
+    language: str, path: str | None = None, java_libs: str | None = None, timeout_s: float = 30.0
+) -> Benchmark:
     """NCB for `language` ('python' or 'java') from package data or an NCB-format file."""
     source = Path(path) if path else _packaged(language)
     tasks = [
@@ -46,6 +48,7 @@ def load_ncb(language: str, path: str | None = None, java_libs: str | None = Non
     ]
     limits = Limits(wall_s=timeout_s, cpu_s=int(timeout_s))
     if language == "python":
+
         def score(task: Task, output: str) -> TestOutcome:
             code = extract_code(output, "python")
             return run_python_tests(code, task.tests, task.setup_code, limits)
@@ -68,4 +71,5 @@ def load_ncb(language: str, path: str | None = None, java_libs: str | None = Non
         scorer=score,
         reference=lambda task: task.reference,
         description=f"NaturalCodeBench {language} ({source.name}, {len(tasks)} problems)",
+        stop=(CLOSING_FENCE,),
     )

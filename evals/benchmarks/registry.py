@@ -1,9 +1,9 @@
 """Benchmark registry: a spec string names a loader and, optionally, a file.
 
-    ncb-python              NCB dev set, Python (package data)
-    ncb-python:FILE         an NCB-format Python file (e.g. the full test set)
-    ncb-java[:FILE]         the same for Java (needs NCB's JUnit jars: --java-libs)
-    humaneval:FILE          any HumanEval-format .jsonl / .jsonl.gz
+ncb-python              NCB dev set, Python (package data)
+ncb-python:FILE         an NCB-format Python file (e.g. the full test set)
+ncb-java[:FILE]         the same for Java (needs NCB's JUnit jars: --java-libs)
+humaneval:FILE          any HumanEval-format .jsonl / .jsonl.gz
 """
 
 from __future__ import annotations

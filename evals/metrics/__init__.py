@@ -11,7 +11,18 @@ from evals.metrics.summary import SystemSummary, percentile, summarize, summariz
 from evals.metrics.tep import TEP, mean_tokens, tep
 
 __all__ = [
-    "TEP", "CostOfPass", "SystemSummary", "accuracy", "cost_of_pass", "cost_of_pass_ci",
-    "frontier_cost_of_pass", "mean_pass_at_k", "mean_tokens", "pass_at_k", "percentile",
-    "summarize", "summarize_system", "tep",
+    "TEP",
+    "CostOfPass",
+    "SystemSummary",
+    "accuracy",
+    "cost_of_pass",
+    "cost_of_pass_ci",
+    "frontier_cost_of_pass",
+    "mean_pass_at_k",
+    "mean_tokens",
+    "pass_at_k",
+    "percentile",
+    "summarize",
+    "summarize_system",
+    "tep",
 ]

@@ -70,7 +70,9 @@ def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) ->
     by_task: dict[str, list[Attempt]] = defaultdict(list)
     for a in attempts:
         by_task[a.task_id].append(a)
-    ci = cost_of_pass_ci([[(a.cost.dollars, a.passed) for a in group] for group in by_task.values()])
+    ci = cost_of_pass_ci(
+        [[(a.cost.dollars, a.passed) for a in group] for group in by_task.values()]
+    )
     n = len(attempts)
     latencies = [a.usage.latency_s for a in attempts]
     total_time = sum(latencies)
@@ -89,9 +91,7 @@ def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) ->
         attempts=n,
         accuracy=accuracy(a.passed for a in attempts),
         pass_at_k={
-            k: mean_pass_at_k(
-                ((len(g), sum(a.passed for a in g)) for g in by_task.values()), k
-            )
+            k: mean_pass_at_k(((len(g), sum(a.passed for a in g)) for g in by_task.values()), k)
             for k in ks
         },
         cost_of_pass=ci.value,

@@ -45,9 +45,7 @@ def tep(p_g: float, t_g: float, p_b: float, t_b: float) -> TEP:
     return TEP(value, d_perf, d_tokens, verdict)
 
 
-def mean_tokens(
-    usages: Iterable[tuple[int, int]], completion_weight: float = 1.0
-) -> float:
+def mean_tokens(usages: Iterable[tuple[int, int]], completion_weight: float = 1.0) -> float:
     """Mean tokens per query from (prompt, completion) pairs, completion tokens weighted."""
     values = [p + completion_weight * c for p, c in usages]
     return sum(values) / len(values) if values else 0.0

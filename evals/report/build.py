@@ -23,7 +23,10 @@ from llm_eff.core.runlog import RunLog
 from llm_eff.core.types import Attempt
 
 PLOTS = {
-    "accuracy_vs_cost": ("Accuracy vs $ per task, with the cost-efficiency frontier", plots.accuracy_vs_cost),
+    "accuracy_vs_cost": (
+        "Accuracy vs $ per task, with the cost-efficiency frontier",
+        plots.accuracy_vs_cost,
+    ),
     "cost_of_pass": ("Cost-of-pass with 95% bootstrap interval", plots.cost_of_pass_bars),
     "tokens": ("Tokens per task", plots.tokens_per_task),
     "categories": ("Accuracy by category", plots.accuracy_by_category),
@@ -56,18 +59,38 @@ def _mem(b: int | None) -> str:
 def summary_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the main table."""
     ks = sorted({k for s in summaries for k, v in s.pass_at_k.items() if v is not None and k > 1})
-    header = ["system", "tasks", "attempts", "pass@1", *[f"pass@{k}" for k in ks],
-              "cost-of-pass [95% CI]", "$ / task", "tokens / task", "latency p50 / p95",
-              "tokens/s", "peak memory"]
+    header = [
+        "system",
+        "tasks",
+        "attempts",
+        "pass@1",
+        *[f"pass@{k}" for k in ks],
+        "cost-of-pass [95% CI]",
+        "$ / task",
+        "tokens / task",
+        "latency p50 / p95",
+        "tokens/s",
+        "peak memory",
+    ]
     rows = []
     for s in summaries:
-        ci = f"{_money(s.cost_of_pass)} [{_money(s.cost_of_pass_low)}, {_money(s.cost_of_pass_high)}]"
-        rows.append([
-            s.system, str(s.tasks), str(s.attempts), _pct(s.accuracy),
-            *[_pct(s.pass_at_k.get(k)) for k in ks], ci, _money(s.dollars_per_attempt),
-            f"{s.tokens_per_attempt:,.0f}", f"{s.latency_p50_s:.2f} / {s.latency_p95_s:.2f} s",
-            f"{s.throughput_tokens_per_s:,.0f}", _mem(s.peak_memory_bytes),
-        ])
+        low, high = _money(s.cost_of_pass_low), _money(s.cost_of_pass_high)
+        ci = f"{_money(s.cost_of_pass)} [{low}, {high}]"
+        rows.append(
+            [
+                s.system,
+                str(s.tasks),
+                str(s.attempts),
+                _pct(s.accuracy),
+                *[_pct(s.pass_at_k.get(k)) for k in ks],
+                ci,
+                _money(s.dollars_per_attempt),
+                f"{s.tokens_per_attempt:,.0f}",
+                f"{s.latency_p50_s:.2f} / {s.latency_p95_s:.2f} s",
+                f"{s.throughput_tokens_per_s:,.0f}",
+                _mem(s.peak_memory_bytes),
+            ]
+        )
     return header, rows
 
 
@@ -78,7 +101,9 @@ def tep_rows(summaries: list[SystemSummary]) -> list[list[str]]:
     for s in summaries[1:]:
         t = tep(s.accuracy, s.tokens_per_attempt, base.accuracy, base.tokens_per_attempt)
         value = "n/a" if t.value is None else f"{t.value:+.3f}"
-        rows.append([s.system, base.system, value, f"{t.d_perf:+.3f}", f"{t.d_tokens:+.1f}", t.verdict])
+        rows.append(
+            [s.system, base.system, value, f"{t.d_perf:+.3f}", f"{t.d_tokens:+.1f}", t.verdict]
+        )
     return rows
 
 
@@ -108,37 +133,74 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _sections(summaries: list[SystemSummary]) -> list[tuple[str, list[str], list[list[str]], str]]:
+def _sections(
+    summaries: list[SystemSummary], human_cost: float | None = None
+) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, note) for the tables of one benchmark."""
     header, rows = summary_rows(summaries)
-    finite = {s.system: s.cost_of_pass for s in summaries}
-    best, value = frontier_cost_of_pass(finite)
-    note = (f"Frontier cost-of-pass: {_money(value)} ({best})." if math.isfinite(value)
-            else "No system passed any task: the frontier cost-of-pass is infinite.")
+    values = {s.system: s.cost_of_pass for s in summaries}
+    best, value = frontier_cost_of_pass(values, human_cost)
+    note = (
+        f"Frontier cost-of-pass: {_money(value)} ({best})."
+        if math.isfinite(value)
+        else "No system passed any task: the frontier cost-of-pass is infinite."
+    )
+    if human_cost is not None:
+        note += f" A human expert is priced at {_money(human_cost)} per task."
     out = [("Systems", header, rows, note)]
     if len(summaries) > 1:
-        out.append(("Token elasticity of performance (TEP) against " + summaries[0].system,
-                    ["system", "baseline", "TEP", "dP", "dT (tokens)", "verdict"],
-                    tep_rows(summaries),
-                    "A system with dT < 0 and dP >= 0 dominates its baseline, whatever the sign of TEP."))
+        out.append(
+            (
+                "Token elasticity of performance (TEP) against " + summaries[0].system,
+                ["system", "baseline", "TEP", "dP", "dT (tokens)", "verdict"],
+                tep_rows(summaries),
+                "A system with dT < 0 and dP >= 0 dominates its baseline, "
+                "whatever the sign of TEP.",
+            )
+        )
     cats = sorted({c for s in summaries for c in s.by_category})
-    out.append(("Accuracy by category", ["system", *cats],
-                [[s.system, *[_pct(s.by_category.get(c)) for c in cats]] for s in summaries], ""))
+    out.append(
+        (
+            "Accuracy by category",
+            ["system", *cats],
+            [[s.system, *[_pct(s.by_category.get(c)) for c in cats]] for s in summaries],
+            "",
+        )
+    )
     reasons = sorted({r for s in summaries for r in s.reasons})
-    out.append(("Outcomes", ["system", *reasons],
-                [[s.system, *[str(s.reasons.get(r, 0)) for r in reasons]] for s in summaries],
-                "Why attempts failed, as the sandbox reported it."))
+    out.append(
+        (
+            "Outcomes",
+            ["system", *reasons],
+            [[s.system, *[str(s.reasons.get(r, 0)) for r in reasons]] for s in summaries],
+            "Why attempts failed, as the sandbox reported it.",
+        )
+    )
     prices = [[s.system, ", ".join(s.price_sources), _money(s.dollars_total)] for s in summaries]
-    out.append(("Prices used", ["system", "price source", "total $"], prices,
-                "local@$X/h: hardware $/hour over measured tokens/s, i.e. $ per 1M tokens = "
-                "X / (3600 × tokens/s) × 1,000,000 (prompt + completion tokens over the batch "
-                "wall time); litellm: the provider's usage priced with LiteLLM's cost map; "
-                "reference: no model, no cost."))
+    out.append(
+        (
+            "Prices used",
+            ["system", "price source", "total $"],
+            prices,
+            "local@$X/h: hardware $/hour over measured tokens/s, i.e. $ per 1M tokens = "
+            "X / (3600 × tokens/s) × 1,000,000 (prompt + completion tokens over the batch "
+            "wall time); litellm: the provider's usage priced with LiteLLM's cost map; "
+            "reference: no model, no cost.",
+        )
+    )
     return out
 
 
-def write_report(run_logs: list[str | Path], out_dir: str | Path, title: str = "llm-eff cost report") -> ReportFiles:
-    """Write report.md, report.html (plots embedded) and summary.json into `out_dir`."""
+def write_report(
+    run_logs: list[str | Path],
+    out_dir: str | Path,
+    title: str = "llm-eff cost report",
+    human_cost: float | None = None,
+) -> ReportFiles:
+    """Write report.md, report.html (plots embedded) and summary.json into `out_dir`.
+
+    `human_cost`: a human expert's $ per task, included in the frontier cost-of-pass.
+    """
     attempts = load_attempts(run_logs)
     summaries = summarize(attempts)
     out = Path(out_dir)
@@ -151,15 +213,20 @@ def write_report(run_logs: list[str | Path], out_dir: str | Path, title: str = "
         benchmarks.setdefault(s.benchmark, []).append(s)
     sources = ", ".join(str(p) for p in run_logs)
     md = [f"# {title}", "", f"Run log(s): {sources}. {len(attempts)} attempts.", ""]
-    body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p>Run log(s): {html.escape(sources)}. {len(attempts)} attempts.</p>"]
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Run log(s): {html.escape(sources)}. {len(attempts)} attempts.</p>",
+    ]
     for bench, group in benchmarks.items():
         md += [f"## {bench}", ""]
         body.append(f"<h2>{html.escape(bench)}</h2>")
-        for name, header, rows, note in _sections(group):
+        for name, header, rows, note in _sections(group, human_cost):
             md += [f"### {name}", "", _md_table(header, rows), "", note, ""]
-            body += [f"<h3>{html.escape(name)}</h3>", _html_table(header, rows),
-                     f"<p class='note'>{html.escape(note)}</p>"]
+            body += [
+                f"<h3>{html.escape(name)}</h3>",
+                _html_table(header, rows),
+                f"<p class='note'>{html.escape(note)}</p>",
+            ]
         slug = "".join(ch if ch.isalnum() else "-" for ch in bench)
         for key, (caption, plot) in PLOTS.items():
             png = plot(group)
@@ -167,26 +234,31 @@ def write_report(run_logs: list[str | Path], out_dir: str | Path, title: str = "
             atomic_write(out / file, png)
             md += [f"![{caption}]({file})", ""]
             encoded = base64.b64encode(png).decode()
-            body.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>"
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            body.append(
+                f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
     pricing_note = (PRICES_DOC or "").strip()
     md += ["## How costs are computed", "", pricing_note, ""]
     body += ["<h2>How costs are computed</h2>", f"<pre>{html.escape(pricing_note)}</pre>"]
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body) + "</body></html>"
+        + "\n".join(body)
+        + "</body></html>"
     )
     files = ReportFiles(out / "report.md", out / "report.html", out / "summary.json")
     atomic_write(files.markdown, "\n".join(md))
     atomic_write(files.html, page)
-    atomic_write(files.summary_json, json.dumps([s.to_dict() for s in summaries], indent=2, default=str))
+    atomic_write(
+        files.summary_json, json.dumps([s.to_dict() for s in summaries], indent=2, default=str)
+    )
     return files
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
-color:#1d232a;padding:0 1rem}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:1100px;color:#1d232a;padding:0 1rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
 th,td{border:1px solid #d0d7de;padding:.35rem .6rem;text-align:right}
 th:first-child,td:first-child{text-align:left}

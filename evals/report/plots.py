@@ -65,7 +65,9 @@ def cost_of_pass_bars(summaries: list[SystemSummary]) -> bytes:
     for i, s in enumerate(summaries):
         if math.isfinite(s.cost_of_pass):
             low = s.cost_of_pass - s.cost_of_pass_low
-            high = (s.cost_of_pass_high if math.isfinite(s.cost_of_pass_high) else top) - s.cost_of_pass
+            high = (
+                s.cost_of_pass_high if math.isfinite(s.cost_of_pass_high) else top
+            ) - s.cost_of_pass
             ax.bar(i, s.cost_of_pass, yerr=[[max(low, 0)], [max(high, 0)]], capsize=6, color="C0")
         else:
             ax.bar(i, top, color="lightgrey", hatch="//")
@@ -100,8 +102,13 @@ def accuracy_by_category(summaries: list[SystemSummary]) -> bytes:
     for i, s in enumerate(summaries):
         xs = [j + i * width for j in range(len(categories))]
         ax.bar(xs, [s.by_category.get(c, 0.0) for c in categories], width, label=s.system)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(categories))], categories,
-                  rotation=20, ha="right", fontsize=8)
+    ax.set_xticks(
+        [j + 0.4 - width / 2 for j in range(len(categories))],
+        categories,
+        rotation=20,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
     ax.set_title("Accuracy by category")

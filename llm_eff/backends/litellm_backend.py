@@ -92,7 +92,10 @@ class LiteLLMBackend:
         details = getattr(usage, "prompt_tokens_details", None)
         cached = int(getattr(details, "cached_tokens", 0) or 0) if details else 0
         try:
-            dollars, source = float(litellm.completion_cost(completion_response=response)), "litellm"
+            dollars, source = (
+                float(litellm.completion_cost(completion_response=response)),
+                "litellm",
+            )
         except Exception:  # noqa: BLE001 - unknown model in the cost map
             whole = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
             cost = self.price.cost(whole) if self.price else Cost(0.0, "unpriced")

@@ -34,9 +34,6 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
             path = ref.path
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
     model.eval()
     return model, tok
 
@@ -68,6 +65,9 @@ class TransformersBackend:
         self.hardware_dollars_per_hour = hardware_dollars_per_hour
         if model is None:
             model, tokenizer = load_local(ref)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # decoder-only batching pads on the left
         self.model, self.tokenizer = model, tokenizer
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device)
@@ -90,10 +90,12 @@ class TransformersBackend:
         """`config.n` completions per prompt, generated in batches of `batch_size` prompts."""
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), self.batch_size):
-            out.extend(self._generate_batch(prompts[start:start + self.batch_size], config))
+            out.extend(self._generate_batch(prompts[start : start + self.batch_size], config))
         return out
 
-    def _generate_batch(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
+    def _generate_batch(
+        self, prompts: list[str], config: GenerationConfig
+    ) -> list[list[Completion]]:
         import torch
 
         enc = self._encode(prompts, config).to(self.device)
@@ -144,7 +146,10 @@ class TransformersBackend:
                     peak_memory_bytes=peak,
                 )
                 finish = "length" if lengths[row] >= config.max_new_tokens else "stop"
-                group.append(Completion(truncate_at_stop(text, config.stop), usage,
-                                        price.cost(usage), finish))
+                group.append(
+                    Completion(
+                        truncate_at_stop(text, config.stop), usage, price.cost(usage), finish
+                    )
+                )
             results.append(group)
         return results

@@ -16,13 +16,19 @@ from llm_eff.core.types import Usage
 class VLLMBackend:
     """A local model served by vLLM's offline `LLM` engine."""
 
-    def __init__(self, model_path: str, name: str | None = None,
-                 hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
-                 **engine_args: object) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        name: str | None = None,
+        hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
+        **engine_args: object,
+    ) -> None:
         try:
             from vllm import LLM
         except ImportError:
-            raise UserError("the vLLM backend needs the extra: pip install 'llm-eff[vllm]'") from None
+            raise UserError(
+                "the vLLM backend needs the extra: pip install 'llm-eff[vllm]'"
+            ) from None
         self.name = name or model_path
         self.llm = LLM(model=model_path, **engine_args)
         self.hardware_dollars_per_hour = hardware_dollars_per_hour
@@ -32,21 +38,33 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         params = SamplingParams(
-            n=config.n, temperature=config.temperature, top_p=config.top_p,
-            max_tokens=config.max_new_tokens, stop=list(config.stop) or None, seed=config.seed,
+            n=config.n,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_tokens=config.max_new_tokens,
+            stop=list(config.stop) or None,
+            seed=config.seed,
         )
         start = time.perf_counter()
         outputs = self.llm.chat([chat_messages(p, config) for p in prompts], params)
         wall = time.perf_counter() - start
-        total = sum(len(o.prompt_token_ids) * config.n + sum(len(c.token_ids) for c in o.outputs)
-                    for o in outputs)
+        total = sum(
+            len(o.prompt_token_ids) * config.n + sum(len(c.token_ids) for c in o.outputs)
+            for o in outputs
+        )
         price = local_price(self.hardware_dollars_per_hour, total / wall if wall else 0.0)
         results = []
         for o in outputs:
             group = []
             for c in o.outputs:
-                usage = Usage(prompt_tokens=len(o.prompt_token_ids),
-                              completion_tokens=len(c.token_ids), latency_s=wall, model=self.name)
-                group.append(Completion(c.text, usage, price.cost(usage), c.finish_reason or "stop"))
+                usage = Usage(
+                    prompt_tokens=len(o.prompt_token_ids),
+                    completion_tokens=len(c.token_ids),
+                    latency_s=wall,
+                    model=self.name,
+                )
+                group.append(
+                    Completion(c.text, usage, price.cost(usage), c.finish_reason or "stop")
+                )
             results.append(group)
         return results

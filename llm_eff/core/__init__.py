@@ -7,6 +7,16 @@ from llm_eff.core.runlog import RunLog
 from llm_eff.core.types import Attempt, Cost, Task, Usage, config_hash
 
 __all__ = [
-    "Attempt", "BackendError", "Cost", "Price", "RunLog", "Task", "Usage", "UserError",
-    "api_price", "atomic_write", "config_hash", "local_price",
+    "Attempt",
+    "BackendError",
+    "Cost",
+    "Price",
+    "RunLog",
+    "Task",
+    "Usage",
+    "UserError",
+    "api_price",
+    "atomic_write",
+    "config_hash",
+    "local_price",
 ]

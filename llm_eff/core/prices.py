@@ -32,7 +32,8 @@ class Price:
     def cost(self, usage: Usage) -> Cost:
         """Dollars for one call's usage (cached prompt tokens are billed as prompt tokens)."""
         dollars = (
-            usage.prompt_tokens * self.prompt_per_m + usage.completion_tokens * self.completion_per_m
+            usage.prompt_tokens * self.prompt_per_m
+            + usage.completion_tokens * self.completion_per_m
         ) / 1e6
         return Cost(dollars=dollars, source=self.source)
 

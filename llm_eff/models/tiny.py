@@ -29,7 +29,9 @@ def tiny_tokenizer():  # noqa: ANN201 - returns a transformers PreTrainedTokeniz
     specials = ["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
     bpe.train_from_iterator(_CORPUS * 4, vocab_size=400, min_frequency=1, special_tokens=specials)
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, pad_token="<|pad|>", eos_token="<|end|>",
+        tokenizer_object=bpe._tokenizer,
+        pad_token="<|pad|>",
+        eos_token="<|end|>",
     )
     tok.chat_template = CHAT_TEMPLATE
     return tok

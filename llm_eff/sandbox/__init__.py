@@ -11,5 +11,10 @@ from llm_eff.sandbox.python_tests import run_python_tests
 from llm_eff.sandbox.runner import ExecResult, run_sandboxed
 
 __all__ = [
-    "ExecResult", "Limits", "TestOutcome", "run_java_tests", "run_python_tests", "run_sandboxed",
+    "ExecResult",
+    "Limits",
+    "TestOutcome",
+    "run_java_tests",
+    "run_python_tests",
+    "run_sandboxed",
 ]

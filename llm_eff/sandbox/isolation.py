@@ -18,7 +18,16 @@ import subprocess
 import sys
 import warnings
 
-BASE_FLAGS = ["--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc", "--uts"]
+BASE_FLAGS = [
+    "--mount",
+    "--net",
+    "--pid",
+    "--fork",
+    "--kill-child",
+    "--mount-proc",
+    "--ipc",
+    "--uts",
+]
 
 
 @functools.lru_cache(maxsize=1)
@@ -29,7 +38,10 @@ def isolation_mode() -> str:
         return forced
     unshare = shutil.which("unshare")
     if unshare and sys.platform.startswith("linux"):
-        for mode, flags in (("namespaces-root", []), ("namespaces-user", ["--map-root-user", "--user"])):
+        for mode, flags in (
+            ("namespaces-root", []),
+            ("namespaces-user", ["--map-root-user", "--user"]),
+        ):
             if mode == "namespaces-root" and os.geteuid() != 0:
                 continue
             probe = [unshare, *flags, *BASE_FLAGS, "true"]

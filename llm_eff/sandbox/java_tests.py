@@ -19,7 +19,10 @@ from llm_eff.sandbox.outcome import TestOutcome, classify, parse_junit, reason_f
 from llm_eff.sandbox.runner import run_sandboxed
 
 JVM_FLAGS = "-Xmx512m -Xss1m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=64m"
-_TOP_PUBLIC = re.compile(r"^public\s+(?=(?:(?:final|abstract|sealed|static)\s+)*(?:class|interface|enum|record|@interface)\b)", re.M)
+_TOP_PUBLIC = re.compile(
+    r"^public\s+(?=(?:(?:final|abstract|sealed|static)\s+)*(?:class|interface|enum|record|@interface)\b)",
+    re.M,
+)
 _PACKAGE = re.compile(r"^\s*package\s+[\w.]+\s*;", re.M)
 _IMPORT = re.compile(r"^\s*import\s+[\w.*\s]+;\s*$", re.M)
 
@@ -37,7 +40,8 @@ def _libs_classpath(libs_dir: Path) -> tuple[str, str]:
     console = [j for j in jars if "console-standalone" in j.name]
     if not console:
         raise UserError(
-            f"{libs_dir}: no junit-platform-console-standalone jar; point --java-libs at NCB's JUnit folder"
+            f"{libs_dir}: no junit-platform-console-standalone jar; "
+            "point --java-libs at NCB's JUnit folder"
         )
     others = [j for j in jars if not j.name.startswith("junit-")]
     return str(console[0]), ":".join(str(j) for j in [console[0], *others])
@@ -78,7 +82,9 @@ def run_java_tests(
         reveal=(str(libs.resolve()),),
     )
     tail = (result.stdout + result.stderr)[-4000:]
-    outcome = TestOutcome(False, "crash", message=tail, wall_s=result.wall_s, isolation=result.isolation)
+    outcome = TestOutcome(
+        False, "crash", message=tail, wall_s=result.wall_s, isolation=result.isolation
+    )
     if result.timed_out:
         outcome.reason = "timeout"
         return outcome
@@ -87,7 +93,9 @@ def run_java_tests(
         return outcome
     report = result.files.get("reports/TEST-junit-jupiter.xml")
     if not report:
-        outcome.reason = reason_from_signal(result.signal) or ("memory" if "OutOfMemoryError" in tail else "crash")
+        outcome.reason = reason_from_signal(result.signal) or (
+            "memory" if "OutOfMemoryError" in tail else "crash"
+        )
         return outcome
     per_test = parse_junit(report)
     outcome.per_test = {name: status for name, (status, _) in per_test.items()}

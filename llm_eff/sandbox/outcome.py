@@ -16,6 +16,8 @@ REASONS = (
     "memory",
     "process_limit",
     "missing_input",
+    "network_denied",
+    "permission_denied",
     "crash",
     "no_tests",
     "no_code",
@@ -74,6 +76,12 @@ def classify(messages: list[str]) -> str:
         return "memory"
     if "SyntaxError" in joined or "IndentationError" in joined:
         return "syntax_error"
+    if "BlockingIOError" in joined or "Resource temporarily unavailable" in joined:
+        return "process_limit"
+    if "Network is unreachable" in joined or "Temporary failure in name resolution" in joined:
+        return "network_denied"
+    if "Permission denied" in joined or "Read-only file system" in joined:
+        return "permission_denied"
     if all("FileNotFoundError" in m or ("Resource" in m and "not found" in m) for m in messages):
         return "missing_input"
     if all(("AssertionError" in m or m.startswith("assert") or "expected:" in m) for m in messages):

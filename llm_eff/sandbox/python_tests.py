@@ -40,13 +40,21 @@ def run_python_tests(
         **(extra_files or {}),
     }
     command = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-        "--junitxml=report.xml", "-o", "junit_family=xunit1", "--rootdir=.",
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "--junitxml=report.xml",
+        "-o",
+        "junit_family=xunit1",
+        "--rootdir=.",
         "test_solution.py",
     ]
-    result = run_sandboxed(
-        command, files, limits, stdin=NCB_STDIN, collect=("report.xml",)
-    )
+    result = run_sandboxed(command, files, limits, stdin=NCB_STDIN, collect=("report.xml",))
     outcome = TestOutcome(False, "crash", wall_s=result.wall_s, isolation=result.isolation)
     tail = (result.stdout + result.stderr)[-4000:]
     if result.timed_out:

