@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from evals.benchmarks.base import Benchmark
 from evals.systems import SystemSpec
 from llm_eff.backends import Backend, Completion, GenerationConfig, make_backend
+from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.runlog import RunLog
 from llm_eff.core.types import Attempt, Cost, Task, Usage
@@ -27,6 +28,7 @@ class RunOptions:
     """How to run: task slice, seed, parallelism, batching, pricing."""
 
     limit: int | None = None
+    task_ids: tuple[str, ...] = ()
     seed: int = 0
     workers: int = 2
     batch_size: int = 8
@@ -37,9 +39,19 @@ class RunOptions:
 Progress = Callable[[str, int], None]
 
 
-def select_tasks(benchmark: Benchmark, limit: int | None) -> list[Task]:
-    """The first `limit` tasks of the benchmark (all when None)."""
-    return benchmark.tasks[:limit] if limit else list(benchmark.tasks)
+def select_tasks(
+    benchmark: Benchmark, limit: int | None, task_ids: tuple[str, ...] = ()
+) -> list[Task]:
+    """The tasks named in `task_ids` (all when empty), then the first `limit` of them."""
+    tasks = list(benchmark.tasks)
+    if task_ids:
+        known = {t.id for t in tasks}
+        unknown = [t for t in task_ids if t not in known]
+        if unknown:
+            raise UserError(f"{benchmark.name} has no task(s) {', '.join(unknown)}")
+        wanted = set(task_ids)
+        tasks = [t for t in tasks if t.id in wanted]
+    return tasks[:limit] if limit else tasks
 
 
 def pending(
@@ -109,7 +121,7 @@ def run_system(
     backend: Backend | None = None,
 ) -> int:
     """Run one system over the benchmark; returns how many new attempts were written."""
-    tasks = select_tasks(benchmark, options.limit)
+    tasks = select_tasks(benchmark, options.limit, options.task_ids)
     todo = pending(benchmark, tasks, system, log.done_keys())
     if not todo:
         return 0

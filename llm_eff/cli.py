@@ -83,6 +83,10 @@ def eval_command(
         ),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N tasks.", min=1)] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option("--tasks", help="Only these task ids, comma-separated (e.g. 131,136)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
     workers: Annotated[int, typer.Option(help="Parallel sandbox workers for scoring.", min=1)] = 2,
     batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.", min=1)] = 8,
@@ -116,7 +120,7 @@ def eval_command(
     console = Console()
     if engine not in ("transformers", "vllm"):
         raise UserError(f"unknown engine '{engine}' (transformers or vllm)")
-    systems = [parse_system(s) for s in (system or ["smollm2-135m"])]
+    systems = list({s.hash: s for s in map(parse_system, system or ["smollm2-135m"])}.values())
     for s in systems:
         if not s.is_reference:
             ref = parse_model(s.model)
@@ -129,18 +133,20 @@ def eval_command(
     )
     log_path = run or Path("runs") / f"{benchmark.name.replace(':', '-').replace('/', '-')}.jsonl"
     log = RunLog(log_path)
+    task_ids = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else ()
     options = RunOptions(
         limit=limit,
+        task_ids=task_ids,
         seed=seed,
         workers=workers,
         batch_size=batch_size,
         hardware_dollars_per_hour=hardware_price,
         engine=engine,
     )
-    tasks = select_tasks(benchmark, limit)
+    selected = select_tasks(benchmark, limit, task_ids)
     done = log.done_keys()
     console.print(
-        f"[bold]{benchmark.description}[/]: {len(tasks)} tasks, "
+        f"[bold]{benchmark.description}[/]: {len(selected)} tasks, "
         f"{len(systems)} system(s), run log {log_path}"
     )
     with Progress(
@@ -152,25 +158,33 @@ def eval_command(
     ) as progress:
         bars = {}
         for s in systems:
-            total = len(tasks) * s.samples
-            left = len(pending(benchmark, tasks, s, done))
+            total = len(selected) * s.samples
+            left = len(pending(benchmark, selected, s, done))
             bars[s.name] = progress.add_task(s.name, total=total, completed=total - left)
         for s in systems:
             run_system(
                 benchmark, s, log, options, progress=lambda name, n: progress.advance(bars[name], n)
             )
-    _print_summary(console, log_path, {(benchmark.name, s.hash) for s in systems})
+    _print_summary(
+        console, log_path, {(benchmark.name, s.hash) for s in systems}, {t.id for t in selected}
+    )
     console.print(f"next: [bold]llm-eff report {log_path}[/]")
 
 
-def _print_summary(console: Any, log_path: Path, keys: set[tuple[str, str]]) -> None:
+def _print_summary(
+    console: Any, log_path: Path, keys: set[tuple[str, str]], task_ids: set[str]
+) -> None:
     from rich.table import Table
 
     from evals.metrics.summary import summarize
     from evals.report.build import summary_rows
     from llm_eff.core.runlog import RunLog
 
-    attempts = [a for a in RunLog(log_path).read() if (a.benchmark, a.system_hash) in keys]
+    attempts = [
+        a
+        for a in RunLog(log_path).read()
+        if (a.benchmark, a.system_hash) in keys and a.task_id in task_ids
+    ]
     if not attempts:
         return
     header, rows = summary_rows(summarize(attempts))

@@ -1,7 +1,8 @@
 """Pull code out of a model's answer, as NaturalCodeBench's scorer does.
 
 Order: the first fenced block tagged with the language (```python / ```java, any case), then
-the first untagged fenced block, then, with no fence at all, the text from the first line that
+the first untagged fenced block, then the first block with another tag (answers are sometimes
+mislabelled), then, with no fence at all, the text from the first line that
 starts like code (import, from, def, class, public ...). Java answers keep every block tagged
 java, since classes are often split across blocks.
 """
@@ -26,7 +27,7 @@ def extract_code(text: str, language: str = "python") -> str:
     untagged = [body for tag, body in blocks if tag == ""]
     if untagged:
         return untagged[0]
-    if blocks:
-        return ""
+    if blocks:  # a block with the wrong language tag still holds the answer
+        return blocks[0][1]
     match = _CODE_START.get(language, _CODE_START["python"]).search(text)
     return text[match.start() :] if match else ""

@@ -1,9 +1,10 @@
-"""Run JUnit 5 tests against Java sources in the sandbox (NaturalCodeBench Java).
+"""Run JUnit tests (Jupiter, and JUnit 4 through the vintage engine) against Java sources in
+the sandbox (NaturalCodeBench Java).
 
-The program's top-level types lose their `public` modifier and go into `Solution.java`, the
-tests into `Tests.java` (so file names need not match class names); both compile with `javac`
-against the JUnit console launcher and the libraries NCB's tests use (fastjson2, jsoup,
-lombok), then the console launcher runs the test class and writes a JUnit XML report.
+The program's top-level types lose their `public` modifier and go into `Solution.java` (so
+file names need not match class names), the test class into `<TestClass>.java`; both compile
+with `javac` against the JUnit console launcher and the libraries NCB's tests use (fastjson2,
+jsoup, lombok), then the console launcher runs the test class and writes JUnit XML reports.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ _PACKAGE = re.compile(r"^\s*package\s+[\w.]+\s*;", re.M)
 _IMPORT = re.compile(r"^\s*import\s+[\w.*\s]+;\s*$", re.M)
 
 
-def _prepare(source: str) -> tuple[list[str], str]:
-    """Split Java source into (imports, body) with packages dropped and top-level types opened."""
+def _prepare(source: str, open_types: bool = True) -> tuple[list[str], str]:
+    """Split Java source into (imports, body), packages dropped; with `open_types`, top-level
+    types lose `public` so that several can share one file."""
     source = _PACKAGE.sub("", source)
     imports = [m.group(0).strip() for m in _IMPORT.finditer(source)]
-    body = _TOP_PUBLIC.sub("", _IMPORT.sub("", source))
-    return imports, body
+    body = _IMPORT.sub("", source)
+    return imports, _TOP_PUBLIC.sub("", body) if open_types else body
 
 
 def _libs_classpath(libs_dir: Path) -> tuple[str, str]:
@@ -59,17 +61,18 @@ def run_java_tests(
     console, classpath = _libs_classpath(libs)
     limits = limits or Limits(wall_s=60, cpu_s=60, memory_mb=8192, nproc=256)
     code_imports, code_body = _prepare(code)
-    test_imports, test_body = _prepare(tests)
+    test_imports, test_body = _prepare(tests, open_types=False)  # JUnit 4 needs public classes
     imports = sorted(set(code_imports) | set(test_imports))
     header = "\n".join(imports) + "\n"
     match = re.search(r"class\s+(\w+)", test_body)
     if not match:
         return TestOutcome(False, "no_tests", message="no test class in the test cases")
     test_class = match.group(1)
-    files = {"Solution.java": header + code_body, "Tests.java": header + test_body}
+    test_file = f"{test_class}.java"
+    files = {"Solution.java": header + code_body, test_file: header + test_body}
     script = (
         f"javac -J-Xmx512m -nowarn -encoding UTF-8 -cp {shlex.quote(classpath)} -d out "
-        "Solution.java Tests.java > compile.log 2>&1 || { cat compile.log; exit 42; }; "
+        f"Solution.java {test_file} > compile.log 2>&1 || {{ cat compile.log; exit 42; }}; "
         f"java {JVM_FLAGS} -jar {shlex.quote(console)} --disable-banner --details=none "
         f"--class-path out:{shlex.quote(classpath)} --select-class {test_class} "
         "--reports-dir reports"
@@ -78,7 +81,7 @@ def run_java_tests(
         ["/bin/sh", "-c", script],
         files,
         replace(limits),
-        collect=("reports/TEST-junit-jupiter.xml",),
+        collect=("reports/TEST-*.xml",),
         reveal=(str(libs.resolve()),),
     )
     tail = (result.stdout + result.stderr)[-4000:]
@@ -91,17 +94,19 @@ def run_java_tests(
     if result.returncode == 42:
         outcome.reason = "compile_error"
         return outcome
-    report = result.files.get("reports/TEST-junit-jupiter.xml")
-    if not report:
+    reports = [data for name, data in result.files.items() if name.startswith("reports/")]
+    if not reports:
         outcome.reason = reason_from_signal(result.signal) or (
             "memory" if "OutOfMemoryError" in tail else "crash"
         )
         return outcome
-    per_test = parse_junit(report)
+    per_test = {k: v for data in reports for k, v in parse_junit(data).items()}
     outcome.per_test = {name: status for name, (status, _) in per_test.items()}
     outcome.tests_total = len(per_test)
     outcome.tests_passed = sum(s == "passed" for s, _ in per_test.values())
     failures = [m for s, m in per_test.values() if s in ("failure", "error")]
+    if failures:
+        outcome.message = failures[0][:2000] + "\n...\n" + tail[-1500:]
     if outcome.tests_total and outcome.tests_passed == outcome.tests_total:
         outcome.passed, outcome.reason = True, "passed"
     else:

@@ -82,7 +82,10 @@ def classify(messages: list[str]) -> str:
         return "network_denied"
     if "Permission denied" in joined or "Read-only file system" in joined:
         return "permission_denied"
-    if all("FileNotFoundError" in m or ("Resource" in m and "not found" in m) for m in messages):
+    missing = ("FileNotFoundError", "FileNotFoundException", "NoSuchFileException")
+    if all(
+        any(x in m for x in missing) or ("Resource" in m and "not found" in m) for m in messages
+    ):
         return "missing_input"
     if all(("AssertionError" in m or m.startswith("assert") or "expected:" in m) for m in messages):
         return "failed_assertion"

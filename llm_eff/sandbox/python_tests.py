@@ -86,6 +86,8 @@ def run_python_tests(
         outcome.reason = classify([tail]) if "rror" in tail else "no_tests"
         return outcome
     failures = [m for s, m in per_test.values() if s in ("failure", "error")]
+    if failures:
+        outcome.message = failures[0][:2000] + "\n...\n" + tail[-1500:]
     if not failures and outcome.tests_passed == outcome.tests_total:
         outcome.passed, outcome.reason = True, "passed"
     else:

@@ -96,7 +96,8 @@ def run_sandboxed(
 ) -> ExecResult:
     """Run `command` in a fresh jailed work dir holding `files`; return its outcome.
 
-    `collect` names files to read back from the work dir after the run (e.g. a test report).
+    `collect` names files (or glob patterns) to read back from the work dir after the run,
+    e.g. test reports.
     The command sees its work dir as the current directory; paths in `command` that point into
     it should be relative.
     """
@@ -164,10 +165,11 @@ def run_sandboxed(
         status = _read_status(status_r)
         rc, sig = status.get("exit"), status.get("signal")
         collected = {}
-        for name in collect:
-            path = work / name
-            if path.is_file() and not path.is_symlink():
-                collected[name] = path.read_bytes()[: 16 * 1024 * 1024]
+        for pattern in collect:
+            for path in sorted(work.glob(pattern)):
+                if path.is_file() and not path.is_symlink():
+                    name = str(path.relative_to(work))
+                    collected[name] = path.read_bytes()[: 16 * 1024 * 1024]
         return ExecResult(
             returncode=rc,
             stdout=_read_capped(out_path, cap),
