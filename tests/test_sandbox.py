@@ -190,3 +190,15 @@ def test_java_program_and_compile_error():
     assert run_java_tests(wrong, tests, JAVA_LIBS).reason == "failed_assertion"
     broken = "public class Adder {\n  public static int add(int a, int b) { return a + }\n}\n"
     assert run_java_tests(broken, tests, JAVA_LIBS).reason == "compile_error"
+
+
+def test_program_own_tests_are_not_collected():
+    code = (
+        "def double(x):\n    return 2 * x\n\n"
+        "def test_double(fixture_that_does_not_exist):\n    assert False\n\n"
+        "class TestMine:\n    def test_x(self):\n        assert False\n"
+    )
+    out = run_python_tests(
+        code, "class TestDouble:\n    def test_a(self):\n        assert double(2) == 4\n"
+    )
+    assert out.passed and out.tests_total == 1

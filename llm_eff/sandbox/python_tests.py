@@ -1,9 +1,12 @@
 """Run a Python program's pytest tests in the sandbox (NaturalCodeBench / HumanEval style).
 
 The program is written to `solution.py`; the tests to `test_solution.py`, which starts with
-`from solution import *` as NCB's scorer does. pytest writes a JUnit XML report that gives the
-per-test results. Standard input holds 1,000 lines of "1", as in NCB, so programs that read
-input do not block.
+`from solution import *` as NCB's scorer does. Test functions and classes that the program
+defines itself are dropped from the test module before the real tests are defined, so only the
+benchmark's tests are collected (NCB's scorer would also collect the model's own `test_*`
+functions, and fail a correct program whose stray test needs a fixture). pytest writes a JUnit
+XML report that gives the per-test results. Standard input holds 1,000 lines of "1", as in
+NCB, so programs that read input do not block.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from llm_eff.sandbox.outcome import TestOutcome, classify, parse_junit, reason_f
 from llm_eff.sandbox.runner import run_sandboxed
 
 NCB_STDIN = b"1\n" * 1000
-TEST_HEADER = "import pytest\nfrom solution import *\n"
+TEST_HEADER = (
+    "import pytest\n"
+    "from solution import *\n"
+    "import solution as _solution_module\n"
+    "for _name in [n for n in vars(_solution_module) if n.lower().startswith('test')]:\n"
+    "    globals().pop(_name, None)\n"
+)
 
 
 def run_python_tests(
