@@ -21,6 +21,7 @@ from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.runlog import RunLog
 from llm_eff.core.types import Attempt, Cost, Task, Usage
 from llm_eff.models.registry import parse_model
+from llm_eff.sandbox.outcome import TestOutcome
 
 
 @dataclass
@@ -79,14 +80,13 @@ def _attempt(
         usage, cost = usage + c.usage, cost + c.cost
     if candidates and candidates[0].usage.latency_s:
         usage.latency_s = max(c.usage.latency_s for c in candidates)
-    outcome, chosen = None, candidates[0].text if candidates else ""
+    outcome, chosen = TestOutcome(False, "no_code", message="the model returned nothing"), ""
     tried = 0
     for c in candidates:
         tried += 1
         outcome, chosen = benchmark.score(task, c.text), c.text
         if outcome.passed:
             break
-    assert outcome is not None
     return Attempt(
         task_id=task.id,
         system=system.name,
@@ -176,6 +176,34 @@ def run_system(
                 futures.append(future)
         for future in futures:
             future.result()
+    return written
+
+
+def run_systems(
+    benchmark: Benchmark,
+    systems: list[SystemSpec],
+    log: RunLog,
+    options: RunOptions,
+    progress: Progress | None = None,
+) -> int:
+    """Run several systems in turn, loading each model once; returns new attempts written."""
+    backends: dict[tuple[str, str | None], Backend] = {}
+    tasks = select_tasks(benchmark, options.limit, options.task_ids)
+    written = 0
+    for system in systems:
+        backend = None
+        if not system.is_reference and pending(benchmark, tasks, system, log.done_keys()):
+            key = (system.model, system.api_base)
+            if key not in backends:
+                backends[key] = make_backend(
+                    parse_model(system.model),
+                    options.batch_size,
+                    options.hardware_dollars_per_hour,
+                    system.api_base,
+                    options.engine,
+                )
+            backend = backends[key]
+        written += run_system(benchmark, system, log, options, progress, backend)
     return written
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.core.errors import BackendError, UserError
+from llm_eff.core.errors import BackendError, SandboxError, UserError
 
 app = typer.Typer(
     name="llm-eff",
@@ -36,6 +36,9 @@ def _friendly(func: Any) -> Any:
         except UserError as exc:
             Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
+        except SandboxError as exc:
+            Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
         except BackendError as exc:
             Console(stderr=True).print(
                 f"[bold red]error:[/] model call failed: {exc} (finished attempts are kept; "
@@ -112,7 +115,7 @@ def eval_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evals.benchmarks import load_benchmark
-    from evals.runner import RunOptions, pending, run_system, select_tasks
+    from evals.runner import RunOptions, pending, run_systems, select_tasks
     from evals.systems import parse_system
     from llm_eff.core.runlog import RunLog
     from llm_eff.models.registry import parse_model
@@ -161,10 +164,9 @@ def eval_command(
             total = len(selected) * s.samples
             left = len(pending(benchmark, selected, s, done))
             bars[s.name] = progress.add_task(s.name, total=total, completed=total - left)
-        for s in systems:
-            run_system(
-                benchmark, s, log, options, progress=lambda name, n: progress.advance(bars[name], n)
-            )
+        run_systems(
+            benchmark, systems, log, options, lambda name, n: progress.advance(bars[name], n)
+        )
     _print_summary(
         console, log_path, {(benchmark.name, s.hash) for s in systems}, {t.id for t in selected}
     )

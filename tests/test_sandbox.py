@@ -202,3 +202,26 @@ def test_program_own_tests_are_not_collected():
         code, "class TestDouble:\n    def test_a(self):\n        assert double(2) == 4\n"
     )
     assert out.passed and out.tests_total == 1
+
+
+def test_paths_under_tmp_can_be_revealed_read_only(tmp_path: Path):
+    """An interpreter or library under /tmp (e.g. a clone there) stays usable inside the jail."""
+    tmp_path.chmod(0o755)  # pytest makes it private to its user; a clone or venv is not
+    (tmp_path / "lib.txt").write_text("visible")
+    script = (
+        f"print(open('{tmp_path}/lib.txt').read())\n"
+        "try:\n"
+        f"    open('{tmp_path}/new.txt', 'w')\n"
+        "except OSError as exc:\n"
+        "    print('denied', exc.errno)\n"
+    )
+    result = run_sandboxed([sys.executable, "-c", script], reveal=(str(tmp_path),))
+    assert result.stdout.split()[0] == "visible"
+    assert "denied" in result.stdout and not (tmp_path / "new.txt").exists()
+
+
+def test_sandbox_failure_is_not_blamed_on_the_program():
+    from llm_eff.core import SandboxError
+
+    with pytest.raises(SandboxError, match="could not start"):
+        run_sandboxed(["/nonexistent/interpreter", "-c", "pass"])

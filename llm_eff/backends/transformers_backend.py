@@ -20,7 +20,10 @@ from llm_eff.models.registry import ModelRef
 def load_local(ref: ModelRef) -> tuple[Any, Any]:
     """(model, tokenizer) for a local model reference, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     if ref.kind == "tiny":
         from llm_eff.models.tiny import tiny_llama
 

@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class BackendError(Exception):
     """A model backend failed for a reason other than the user's input."""
+
+
+class SandboxError(Exception):
+    """The sandbox itself failed (not the program in it): no attempt is recorded."""

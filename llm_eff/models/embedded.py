@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def embedded_model_dir() -> Path:
         return target
     gguf = gguf_path()
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(
+        f"[llm-eff] preparing {NAME} once: dequantizing {gguf.name} (about 20 s), "
+        f"cached in {target}",
+        file=sys.stderr,
+        flush=True,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)

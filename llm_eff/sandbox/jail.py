@@ -5,8 +5,9 @@ what needs privilege, then drops it and `exec`s the untrusted command:
 
 1. mounts are made private; fresh tmpfs are laid over /tmp, /var/tmp and /dev/shm, so nothing
    the program writes outside its work dir reaches the host;
-2. home directories (e.g. /root) are hidden under an empty tmpfs; only the paths the program
-   needs to run (the Python prefix, a JDK) are bound back, read-only;
+2. home directories (e.g. /root) are hidden under an empty tmpfs; the paths under any of these
+   that the program needs to run (the Python prefix, the installed packages, a JDK) are bound
+   back, read-only;
 3. the work dir is bound at /tmp/work;
 4. it forks the command; the child sets rlimits (CPU, address space, file size, processes,
    open files) and, where the jail started as real root, switches to an unprivileged uid/gid
@@ -32,6 +33,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
+EXEC_FAILED = 212  # exit status of a child that could not exec the command
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -63,12 +65,12 @@ def _setup_filesystem(cfg: dict) -> None:
     for hidden in cfg["hide"]:
         if os.path.isdir(hidden):
             _mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    for fd, path in keep:
-        _bind(fd, path, readonly=True)
-    for scratch in ("/tmp", "/var/tmp", "/dev/shm"):
+    for scratch in cfg["scratch"]:
         if os.path.isdir(scratch):
             size = cfg["limits"]["file_mb"] * 4
             _mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size}m,mode=1777")
+    for fd, path in keep:
+        _bind(fd, path, readonly=True)
     _bind(work_fd, "/tmp/work", readonly=False)
     for fd, _ in keep:
         os.close(fd)
@@ -100,7 +102,7 @@ def _run_child(cfg: dict, command: list[str]) -> None:
         os.execve(command[0], command, cfg["env"])
     except BaseException as exc:  # noqa: BLE001 - report and leave without running host code
         os.write(2, f"sandbox: cannot start {command[0]}: {exc}\n".encode())
-    os._exit(127)
+    os._exit(EXEC_FAILED)
 
 
 def main() -> None:
@@ -129,9 +131,11 @@ def main() -> None:
             break
         if pid == child:
             break
+    code = os.waitstatus_to_exitcode(status)
     report = {
-        "exit": os.waitstatus_to_exitcode(status),
+        "exit": code,
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "exec_failed": code == EXEC_FAILED,
     }
     os.write(status_fd, json.dumps(report).encode())
     os.close(status_fd)

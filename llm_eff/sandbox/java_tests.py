@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import replace
 from pathlib import Path
 
 from llm_eff.core.errors import UserError
 from llm_eff.sandbox.limits import Limits
-from llm_eff.sandbox.outcome import TestOutcome, classify, parse_junit, reason_from_signal
+from llm_eff.sandbox.outcome import TestOutcome, apply_test_results, parse_junit, reason_from_signal
 from llm_eff.sandbox.runner import run_sandboxed
 
 JVM_FLAGS = "-Xmx512m -Xss1m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=64m"
@@ -80,7 +79,7 @@ def run_java_tests(
     result = run_sandboxed(
         ["/bin/sh", "-c", script],
         files,
-        replace(limits),
+        limits,
         collect=("reports/TEST-*.xml",),
         reveal=(str(libs.resolve()),),
     )
@@ -101,14 +100,4 @@ def run_java_tests(
         )
         return outcome
     per_test = {k: v for data in reports for k, v in parse_junit(data).items()}
-    outcome.per_test = {name: status for name, (status, _) in per_test.items()}
-    outcome.tests_total = len(per_test)
-    outcome.tests_passed = sum(s == "passed" for s, _ in per_test.values())
-    failures = [m for s, m in per_test.values() if s in ("failure", "error")]
-    if failures:
-        outcome.message = failures[0][:2000] + "\n...\n" + tail[-1500:]
-    if outcome.tests_total and outcome.tests_passed == outcome.tests_total:
-        outcome.passed, outcome.reason = True, "passed"
-    else:
-        outcome.reason = classify(failures) if failures else "no_tests"
-    return outcome
+    return apply_test_results(outcome, per_test, tail)

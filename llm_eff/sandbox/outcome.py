@@ -65,6 +65,24 @@ def parse_junit(xml_bytes: bytes) -> dict[str, tuple[str, str]]:
     return results
 
 
+def apply_test_results(
+    outcome: TestOutcome, per_test: dict[str, tuple[str, str]], tail: str
+) -> TestOutcome:
+    """Fill `outcome` from per-test (status, message) results: counts, verdict and reason."""
+    outcome.per_test = {name: status for name, (status, _) in per_test.items()}
+    outcome.tests_total = len(per_test)
+    outcome.tests_passed = sum(s == "passed" for s, _ in per_test.values())
+    failures = [m for s, m in per_test.values() if s in ("failure", "error")]
+    if failures:
+        outcome.message = failures[0][:2000] + "\n...\n" + tail[-1500:]
+    if outcome.tests_total and outcome.tests_passed == outcome.tests_total:
+        outcome.passed, outcome.reason = True, "passed"
+    else:
+        outcome.passed = False
+        outcome.reason = classify(failures) if failures else "no_tests"
+    return outcome
+
+
 def classify(messages: list[str]) -> str:
     """The reason behind failing tests, from their messages (memory beats assertion).
 

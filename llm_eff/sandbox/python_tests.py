@@ -14,7 +14,13 @@ from __future__ import annotations
 import sys
 
 from llm_eff.sandbox.limits import Limits
-from llm_eff.sandbox.outcome import TestOutcome, classify, parse_junit, reason_from_signal
+from llm_eff.sandbox.outcome import (
+    TestOutcome,
+    apply_test_results,
+    classify,
+    parse_junit,
+    reason_from_signal,
+)
 from llm_eff.sandbox.runner import run_sandboxed
 
 NCB_STDIN = b"1\n" * 1000
@@ -78,27 +84,15 @@ def run_python_tests(
             per_test = parse_junit(report)
         except Exception:  # noqa: BLE001 - a corrupt report means the run crashed
             per_test = {}
-    outcome.per_test = {name: status for name, (status, _) in per_test.items()}
-    outcome.tests_total = len(per_test)
-    outcome.tests_passed = sum(s == "passed" for s, _ in per_test.values())
     outcome.message = tail
+    apply_test_results(outcome, per_test, tail)
     by_signal = reason_from_signal(result.signal)
     if by_signal == "timeout" and ("BlockingIOError" in tail or "temporarily unavailable" in tail):
         by_signal = "process_limit"
-    if by_signal and (not report or outcome.tests_passed < outcome.tests_total):
+    if by_signal and not outcome.passed:
         outcome.reason = by_signal
-        return outcome
-    if not report:
+    elif not report:
         outcome.reason = "memory" if "MemoryError" in tail else "crash"
-        return outcome
-    if not per_test:
-        outcome.reason = classify([tail]) if "rror" in tail else "no_tests"
-        return outcome
-    failures = [m for s, m in per_test.values() if s in ("failure", "error")]
-    if failures:
-        outcome.message = failures[0][:2000] + "\n...\n" + tail[-1500:]
-    if not failures and outcome.tests_passed == outcome.tests_total:
-        outcome.passed, outcome.reason = True, "passed"
-    else:
-        outcome.reason = classify(failures) if failures else "no_tests"
+    elif not per_test and "rror" in tail:
+        outcome.reason = classify([tail])
     return outcome

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_eff.core.errors import SandboxError
 from llm_eff.sandbox.isolation import isolation_mode, unshare_prefix
 from llm_eff.sandbox.limits import Limits
 
@@ -64,17 +65,21 @@ def _next_uid() -> int:
         return _UID_BASE + next(_uid_counter) % 64
 
 
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+
+
 def _reveal_paths(extra: list[str]) -> tuple[list[str], list[str]]:
-    """Home dirs to hide and the paths under them the interpreter (and `extra`) must still see."""
-    hide = [h for h in {"/root", str(Path.home())} if os.path.isdir(h)]
+    """Home dirs to hide, and the paths under them or under the scratch dirs (which the jail
+    replaces with empty tmpfs) that the interpreter and `extra` must still see."""
+    homes = {"/root", os.path.realpath(Path.home())} - {"/"}
+    hide = sorted(h for h in homes if os.path.isdir(h))
     wanted = {sys.prefix, sys.base_prefix, sys.exec_prefix, *extra}
     wanted |= {p for p in sys.path if p and os.path.isdir(p)}
+    wanted |= {os.path.realpath(p) for p in wanted}
+    covered = [*hide, *SCRATCH]
     reveal = sorted(
-        {os.path.realpath(p) for p in wanted} | {p for p in wanted},
-        key=len,
+        (p for p in wanted if any(p.startswith(root + "/") for root in covered)), key=len
     )
-    reveal = [p for p in reveal if any(p == h or p.startswith(h + "/") for h in hide)]
-    hide = [h for h in hide if not any(r == h for r in reveal)]
     return hide, reveal
 
 
@@ -121,6 +126,7 @@ def run_sandboxed(
             "namespaces": mode != "rlimits-only",
             "work": str(work),
             "hide": hide,
+            "scratch": list(SCRATCH),
             "reveal": shown,
             "limits": limits.to_dict(),
             "uid": uid,
@@ -164,6 +170,11 @@ def run_sandboxed(
         cap = limits.output_kb * 1024
         status = _read_status(status_r)
         rc, sig = status.get("exit"), status.get("signal")
+        if status.get("exec_failed"):
+            raise SandboxError(
+                f"the sandbox could not start {command[0]}: "
+                + _read_capped(err_path, 2000).strip().removeprefix("sandbox: ")
+            )
         collected = {}
         for pattern in collect:
             for path in sorted(work.glob(pattern)):
