@@ -54,7 +54,7 @@ def run_java_tests(
     """Compile `code` with the JUnit `tests` and run them in the sandbox."""
     if not code.strip():
         return TestOutcome(False, "no_code", message="no code found in the output")
-    libs = Path(libs_dir)
+    libs = Path(libs_dir).resolve()
     if not libs.is_dir():
         raise UserError(f"Java libraries folder not found: {libs}")
     console, classpath = _libs_classpath(libs)
@@ -81,7 +81,7 @@ def run_java_tests(
         files,
         limits,
         collect=("reports/TEST-*.xml",),
-        reveal=(str(libs.resolve()),),
+        reveal=(str(libs),),
     )
     tail = (result.stdout + result.stderr)[-4000:]
     outcome = TestOutcome(
