@@ -18,7 +18,7 @@ from evals.metrics.tep import tep
 from evals.report import plots
 from llm_eff.core.atomic import atomic_write
 from llm_eff.core.errors import UserError
-from llm_eff.core.prices import __doc__ as PRICES_DOC
+from llm_eff.core.prices import PRICING_NOTE
 from llm_eff.core.runlog import RunLog
 from llm_eff.core.types import Attempt
 
@@ -42,9 +42,9 @@ class ReportFiles:
     summary_json: Path
 
 
-def _money(x: float) -> str:
+def _money(x: float, infinite: str = "∞ (no pass)") -> str:
     if not math.isfinite(x):
-        return "∞ (no pass)"
+        return infinite
     return f"${x:.3g}" if x < 0.01 else f"${x:,.4f}"
 
 
@@ -74,7 +74,7 @@ def summary_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[s
     ]
     rows = []
     for s in summaries:
-        low, high = _money(s.cost_of_pass_low), _money(s.cost_of_pass_high)
+        low, high = _money(s.cost_of_pass_low, "∞"), _money(s.cost_of_pass_high, "∞")
         ci = f"{_money(s.cost_of_pass)} [{low}, {high}]"
         rows.append(
             [
@@ -238,7 +238,7 @@ def write_report(
                 f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>"
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
-    pricing_note = (PRICES_DOC or "").strip()
+    pricing_note = PRICING_NOTE
     md += ["## How costs are computed", "", pricing_note, ""]
     body += ["<h2>How costs are computed</h2>", f"<pre>{html.escape(pricing_note)}</pre>"]
     page = (

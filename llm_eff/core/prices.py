@@ -19,6 +19,22 @@ from dataclasses import dataclass
 from llm_eff.core.types import Cost, Usage
 
 DEFAULT_HARDWARE_DOLLARS_PER_HOUR = 0.10
+PRICING_NOTE = """\
+API models: the provider's reported token usage, priced with LiteLLM's bundled cost map
+(source "litellm" or "litellm-cost-map").
+
+Local models (source "local@$X/h"): hardware time. With X the hardware price in $/hour and
+the throughput measured on each generation batch (prompt + completion tokens over the batch's
+wall time):
+
+    $ per 1M tokens = X / (3600 * measured tokens/s) * 1,000,000
+
+so an attempt costs its tokens at that rate. The default X is $0.10/hour (a small 2-vCPU
+cloud VM); pass your own with `llm-eff eval --hardware-price`.
+
+Reference solutions (source "reference") cost nothing. Cost-of-pass = mean $ per attempt /
+success rate (infinite when nothing passed); its interval is a 95% percentile bootstrap over
+tasks."""
 
 
 @dataclass(frozen=True)
