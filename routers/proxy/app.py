@@ -1,0 +1,569 @@
+"""The OpenAI-compatible router proxy (FastAPI): `/v1/chat/completions` (JSON and SSE),
+`/v1/models`, `/health`, `/metrics`, and `/admin/keys` for virtual keys.
+
+Per request: size cap and validation, key check, routing (`router-<name>-<threshold>`, a plain
+upstream name, or the body's `route` override, within `max_cost_per_million_tokens`), budget
+and rate checks, the upstream call with retries and fallbacks, then the spend row (queued, off
+the hot path) and metrics. Responses carry `x-llm-eff-upstream`, `x-llm-eff-route-score` and
+`x-llm-eff-overhead-ms` (the proxy's own time, upstream time excluded).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from llm_eff.core.types import Usage
+from routers.base import Decision, route
+from routers.proxy.config import ProxyConfig
+from routers.proxy.store import Database, KeyRecord, KeyStore, SpendLog, find_key
+from routers.proxy.upstreams import Upstream, UpstreamError, make_upstream
+from routers.proxy.validate import ProxyError, validate_chat
+from routers.registry import make_router, parse_router_model
+
+DEFAULT_MAX_TOKENS_ESTIMATE = 256
+KEY_RELOAD_S = 5.0
+
+
+@dataclass
+class KeyUsage:
+    """In-memory budget and rate state of one key (exact within one proxy process)."""
+
+    spent: float = 0.0
+    reserved: float = 0.0
+    window: deque = field(default_factory=deque)  # (time, tokens) of the last 60 s
+
+
+class Metrics:
+    """Prometheus metrics of one proxy instance."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "llm_eff_proxy_requests_total", "Requests", ["upstream", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "llm_eff_proxy_request_seconds",
+            "End-to-end latency",
+            ["upstream"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.overhead = Histogram(
+            "llm_eff_proxy_overhead_seconds",
+            "Proxy's own added time",
+            registry=r,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+        )
+        self.tokens = Counter(
+            "llm_eff_proxy_tokens_total", "Tokens", ["upstream", "kind"], registry=r
+        )
+        self.dollars = Counter(
+            "llm_eff_proxy_dollars_total", "Dollars spent", ["upstream"], registry=r
+        )
+        self.decisions = Counter(
+            "llm_eff_proxy_route_decisions_total",
+            "Route decisions",
+            ["router", "target"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "llm_eff_proxy_upstream_errors_total", "Upstream failures", ["upstream"], registry=r
+        )
+
+
+class Proxy:
+    """State shared by the handlers: upstreams, routers, keys, budgets, spend log, metrics."""
+
+    def __init__(self, config: ProxyConfig, upstreams: dict[str, Upstream] | None = None) -> None:
+        self.config = config
+        self.upstreams = upstreams or {n: make_upstream(c) for n, c in config.upstreams.items()}
+        self.routers = {
+            name: (make_router(rc.kind, name, rc.options), rc)
+            for name, rc in config.routers.items()
+        }
+        self.db = Database(config.database_url)
+        self.keys = KeyStore(self.db)
+        self.spend = SpendLog(self.db, config.flush_interval_s)
+        self.metrics = Metrics()
+        self.records: dict[str, KeyRecord] = {}
+        self.usage: dict[str, KeyUsage] = {}
+        self.reload_keys()
+
+    def reload_keys(self) -> None:
+        """Refresh keys (created or revoked elsewhere, e.g. by `llm-eff keys`) and spend."""
+        self.records = {r.key_hash: r for r in self.keys.all()}
+        for key_id, spent in self.keys.spent().items():
+            state = self.usage.setdefault(key_id, KeyUsage())
+            state.spent = max(state.spent, spent)  # the log lags by one flush interval
+        self.loaded_at = time.monotonic()
+
+    # -- request steps -------------------------------------------------------------------
+    def authenticate(self, request: Request) -> KeyRecord | None:
+        """The caller's key record; None for anonymous use where keys are optional."""
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token or (
+            self.config.admin_key and hmac.compare_digest(token, self.config.admin_key)
+        ):
+            if self.config.require_keys and not token:
+                raise ProxyError(401, "missing API key", "authentication_error", "invalid_api_key")
+            return None
+        if time.monotonic() - self.loaded_at > KEY_RELOAD_S:
+            self.reload_keys()
+        record = find_key(self.records, token)
+        if record is None:
+            if not self.config.require_keys and not self.records:
+                return None  # keys not in use: any bearer token is accepted
+            raise ProxyError(
+                401, "invalid or revoked API key", "authentication_error", "invalid_api_key"
+            )
+        return record
+
+    def resolve(self, body: dict[str, Any]) -> tuple[Upstream, Decision, str]:
+        """(upstream, decision, router name) for a request."""
+        model = body["model"]
+        cap = body.get("max_cost_per_million_tokens")
+        if body.get("route"):
+            name = body["route"]
+            if name not in self.upstreams:
+                raise ProxyError(
+                    400, f"route override: unknown upstream '{name}'", code="invalid_route"
+                )
+            return (
+                self._within_cap(self.upstreams[name], cap),
+                Decision(name, 1.0, "override"),
+                "override",
+            )
+        parsed = parse_router_model(model)
+        if parsed:
+            router_name, threshold = parsed
+            if router_name not in self.routers:
+                raise ProxyError(404, f"unknown router '{router_name}'", code="model_not_found")
+            router, rc = self.routers[router_name]
+            decision = route(router, body, threshold, rc.strong, rc.weak)
+            target = self.upstreams[decision.target]
+            if cap is not None and self._price_per_m(target) > cap:
+                other = self.upstreams[rc.weak if decision.target == rc.strong else rc.strong]
+                target = self._within_cap(other, cap)
+                decision = Decision(
+                    target.name, decision.score, f"{decision.reason}; cost cap {cap:g}"
+                )
+            self.metrics.decisions.labels(router_name, target.name).inc()
+            return target, decision, router_name
+        upstream = self.upstreams.get(model) or next(
+            (u for u in self.upstreams.values() if u.config.model == model), None
+        )
+        if upstream is None:
+            raise ProxyError(404, f"The model '{model}' does not exist", code="model_not_found")
+        return self._within_cap(upstream, cap), Decision(upstream.name, 0.0, "pass-through"), ""
+
+    def _price_per_m(self, upstream: Upstream) -> float:
+        return max(upstream.price.prompt_per_m, upstream.price.completion_per_m)
+
+    def _within_cap(self, upstream: Upstream, cap: float | None) -> Upstream:
+        if cap is not None and self._price_per_m(upstream) > cap:
+            raise ProxyError(
+                400, f"no upstream within max_cost_per_million_tokens={cap:g}", code="cost_cap"
+            )
+        return upstream
+
+    def admit(self, record: KeyRecord | None, upstream: Upstream, body: dict[str, Any]) -> float:
+        """Check rate limits and reserve the request's worst-case cost; returns the reservation."""
+        if record is None:
+            return 0.0
+        state = self.usage.setdefault(record.id, KeyUsage())
+        now = time.monotonic()
+        while state.window and now - state.window[0][0] > 60:
+            state.window.popleft()
+        if record.rpm is not None and len(state.window) >= record.rpm:
+            raise ProxyError(
+                429, "requests per minute limit reached", "rate_limit_error", "rate_limit_exceeded"
+            )
+        if record.tpm is not None and sum(t for _, t in state.window) >= record.tpm:
+            raise ProxyError(
+                429, "tokens per minute limit reached", "rate_limit_error", "rate_limit_exceeded"
+            )
+        text_chars = sum(len(str(m.get("content") or "")) for m in body["messages"])
+        max_out = (
+            body.get("max_tokens")
+            or body.get("max_completion_tokens")
+            or DEFAULT_MAX_TOKENS_ESTIMATE
+        )
+        estimate = upstream.cost(
+            Usage(prompt_tokens=text_chars // 3 + 8, completion_tokens=int(max_out))
+        ).dollars
+        if (
+            record.budget_usd is not None
+            and state.spent + state.reserved + estimate > record.budget_usd
+        ):
+            raise ProxyError(
+                429, "budget exhausted for this key", "insufficient_quota", "insufficient_quota"
+            )
+        state.reserved += estimate
+        state.window.append((now, 0))
+        return estimate
+
+    def settle(
+        self, record: KeyRecord | None, reserved: float, dollars: float, tokens: int
+    ) -> None:
+        """Replace a reservation by the real cost."""
+        if record is None:
+            return
+        state = self.usage[record.id]
+        state.reserved -= reserved
+        state.spent += dollars
+        if state.window:
+            t, _ = state.window.pop()
+            state.window.append((t, tokens))
+
+    def log(
+        self,
+        record: KeyRecord | None,
+        body: dict[str, Any],
+        upstream: str,
+        router: str,
+        decision: Decision | None,
+        usage: Usage,
+        dollars: float,
+        started: float,
+        overhead_s: float,
+        status: int,
+        error: str | None = None,
+    ) -> None:
+        """Queue the spend row and update metrics."""
+        latency = time.perf_counter() - started
+        self.spend.add(
+            {
+                "ts": time.time(),
+                "key_id": record.id if record else None,
+                "requested_model": body.get("model"),
+                "upstream": upstream,
+                "router": router,
+                "score": decision.score if decision else None,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "cost": dollars,
+                "latency_ms": latency * 1000,
+                "overhead_ms": overhead_s * 1000,
+                "status": status,
+                "error": error,
+            }
+        )
+        m = self.metrics
+        m.requests.labels(upstream or "none", str(status)).inc()
+        if status == 200:
+            m.latency.labels(upstream).observe(latency)
+            m.overhead.observe(overhead_s)
+            m.tokens.labels(upstream, "prompt").inc(usage.prompt_tokens)
+            m.tokens.labels(upstream, "completion").inc(usage.completion_tokens)
+            m.dollars.labels(upstream).inc(dollars)
+
+    def chain(self, upstream: Upstream) -> list[Upstream]:
+        """The upstream followed by its fallbacks."""
+        return [upstream, *(self.upstreams[n] for n in upstream.config.fallbacks)]
+
+    async def close(self) -> None:
+        """Flush the spend log and close connections (graceful shutdown)."""
+        self.spend.close()
+        for upstream in self.upstreams.values():
+            await upstream.aclose()
+        self.db.close()
+
+
+def _error(exc: ProxyError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None) -> FastAPI:
+    """The proxy as an ASGI app (run it with uvicorn)."""
+    proxy = Proxy(config, upstreams)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202 - FastAPI lifespan protocol
+        yield
+        await proxy.close()
+
+    app = FastAPI(title="llm-eff router proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.proxy = proxy
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "upstreams": sorted(proxy.upstreams)}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(proxy.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        names = list(proxy.upstreams) + [f"router-{r}-0.5" for r in proxy.routers]
+        return {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "llm-eff"} for n in names
+            ],
+        }
+
+    def require_admin(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        admin = config.admin_key
+        if not admin or not token or not hmac.compare_digest(token, admin):
+            raise ProxyError(401, "admin key required", "authentication_error", "invalid_admin_key")
+
+    @app.post("/admin/keys")
+    async def create_key(request: Request) -> Response:
+        try:
+            require_admin(request)
+            try:
+                spec = json.loads(await request.body() or b"{}")
+            except json.JSONDecodeError:
+                raise ProxyError(
+                    400, "request body is not valid JSON", code="invalid_json"
+                ) from None
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise ProxyError(400, "'name' is required", code="invalid_value")
+            plaintext, record = proxy.keys.create(
+                spec["name"], spec.get("budget_usd"), spec.get("rpm"), spec.get("tpm")
+            )
+        except ProxyError as exc:
+            return _error(exc)
+        proxy.records[record.key_hash] = record
+        return JSONResponse(
+            {
+                "id": record.id,
+                "key": plaintext,
+                "name": record.name,
+                "budget_usd": record.budget_usd,
+            },
+            status_code=201,
+        )
+
+    @app.get("/admin/keys")
+    async def list_keys(request: Request) -> Response:
+        try:
+            require_admin(request)
+        except ProxyError as exc:
+            return _error(exc)
+        return JSONResponse(
+            {
+                "data": [
+                    {
+                        "id": r.id,
+                        "name": r.name,
+                        "budget_usd": r.budget_usd,
+                        "rpm": r.rpm,
+                        "tpm": r.tpm,
+                        "revoked": r.revoked is not None,
+                        "spent_usd": proxy.usage.get(r.id, KeyUsage()).spent,
+                    }
+                    for r in proxy.keys.all()
+                ]
+            }
+        )
+
+    @app.delete("/admin/keys/{key_id}")
+    async def revoke_key(key_id: str, request: Request) -> Response:
+        try:
+            require_admin(request)
+            if not proxy.keys.revoke(key_id):
+                raise ProxyError(404, f"no active key '{key_id}'", code="not_found")
+        except ProxyError as exc:
+            return _error(exc)
+        proxy.reload_keys()
+        return JSONResponse({"id": key_id, "revoked": True})
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            length = int(request.headers.get("content-length") or 0)
+            if length > config.max_body_bytes:
+                raise ProxyError(
+                    413, f"request body over {config.max_body_bytes} bytes", code="body_too_large"
+                )
+            raw = await request.body()
+            if len(raw) > config.max_body_bytes:
+                raise ProxyError(
+                    413, f"request body over {config.max_body_bytes} bytes", code="body_too_large"
+                )
+            try:
+                body = validate_chat(json.loads(raw))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ProxyError(
+                    400, "request body is not valid JSON", code="invalid_json"
+                ) from None
+            record = proxy.authenticate(request)
+            upstream, decision, router_name = proxy.resolve(body)
+            reserved = proxy.admit(record, upstream, body)
+        except ProxyError as exc:
+            return _error(exc)
+        forward = {
+            k: v for k, v in body.items() if k not in ("route", "max_cost_per_million_tokens")
+        }
+        if body.get("stream"):
+            return await _stream(
+                proxy, request, forward, record, upstream, decision, router_name, reserved, started
+            )
+        last: UpstreamError | None = None
+        for candidate in proxy.chain(upstream):
+            for _ in range(candidate.config.retries + 1):
+                before = time.perf_counter()
+                try:
+                    data, usage = await candidate.complete(forward)
+                except UpstreamError as exc:
+                    proxy.metrics.upstream_errors.labels(candidate.name).inc()
+                    last = exc
+                    if not exc.retryable:
+                        break
+                    continue
+                upstream_time = time.perf_counter() - before
+                dollars = candidate.cost(usage).dollars
+                overhead = time.perf_counter() - started - upstream_time
+                proxy.settle(record, reserved, dollars, usage.total_tokens)
+                proxy.log(
+                    record,
+                    body,
+                    candidate.name,
+                    router_name,
+                    decision,
+                    usage,
+                    dollars,
+                    started,
+                    overhead,
+                    200,
+                )
+                headers = _headers(candidate.name, decision, overhead)
+                return Response(json.dumps(data), media_type="application/json", headers=headers)
+            if last is not None and not last.retryable:
+                break
+        proxy.settle(record, reserved, 0.0, 0)
+        assert last is not None
+        proxy.log(
+            record,
+            body,
+            upstream.name,
+            router_name,
+            decision,
+            Usage(),
+            0.0,
+            started,
+            0.0,
+            last.status,
+            str(last),
+        )
+        return _error(ProxyError(last.status, str(last), "upstream_error", "upstream_failed"))
+
+    return app
+
+
+def _headers(upstream: str, decision: Decision, overhead_s: float) -> dict[str, str]:
+    return {
+        "x-llm-eff-upstream": upstream,
+        "x-llm-eff-route-score": f"{decision.score:.4f}",
+        "x-llm-eff-overhead-ms": f"{overhead_s * 1000:.3f}",
+    }
+
+
+async def _stream(
+    proxy: Proxy,
+    request: Request,
+    body: dict[str, Any],
+    record: KeyRecord | None,
+    upstream: Upstream,
+    decision: Decision,
+    router_name: str,
+    reserved: float,
+    started: float,
+) -> Response:
+    """SSE with fallback until the first byte arrives; usage and spend logged at the end."""
+    last: UpstreamError | None = None
+    for candidate in proxy.chain(upstream):
+        for _ in range(candidate.config.retries + 1):
+            usage_out: list[Usage] = []
+            before = time.perf_counter()
+            iterator = candidate.stream(body, usage_out).__aiter__()
+            try:
+                first = await iterator.__anext__()
+            except UpstreamError as exc:
+                proxy.metrics.upstream_errors.labels(candidate.name).inc()
+                last = exc
+                if not exc.retryable:
+                    break
+                continue
+            except StopAsyncIteration:
+                first = b""
+            overhead = before - started
+
+            async def relay(
+                first: bytes = first,
+                iterator: AsyncIterator[bytes] = iterator,
+                candidate: Upstream = candidate,
+                usage_out: list[Usage] = usage_out,
+                overhead: float = overhead,
+            ) -> AsyncIterator[bytes]:
+                status, error = 200, None
+                try:
+                    yield first
+                    async for chunk in iterator:
+                        yield chunk
+                except UpstreamError as exc:
+                    status, error = exc.status, str(exc)
+                usage = usage_out[-1] if usage_out else Usage()
+                dollars = candidate.cost(usage).dollars
+                proxy.settle(record, reserved, dollars, usage.total_tokens)
+                proxy.log(
+                    record,
+                    body,
+                    candidate.name,
+                    router_name,
+                    decision,
+                    usage,
+                    dollars,
+                    started,
+                    overhead,
+                    status,
+                    error,
+                )
+
+            return StreamingResponse(
+                relay(),
+                media_type="text/event-stream",
+                headers=_headers(candidate.name, decision, overhead),
+            )
+        if last is not None and not last.retryable:
+            break
+    proxy.settle(record, reserved, 0.0, 0)
+    assert last is not None
+    proxy.log(
+        record,
+        body,
+        upstream.name,
+        router_name,
+        decision,
+        Usage(),
+        0.0,
+        started,
+        0.0,
+        last.status,
+        str(last),
+    )
+    return _error(ProxyError(last.status, str(last), "upstream_error", "upstream_failed"))

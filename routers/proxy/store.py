@@ -1,0 +1,229 @@
+"""The proxy's database: virtual keys and the spend log, in SQLite (WAL) or PostgreSQL.
+
+Keys are stored as SHA-256 hashes (the plaintext is shown once, at creation) and compared with
+`hmac.compare_digest`. Spend rows are queued by the request handlers and written by a
+background thread every `flush_interval_s`, each batch in one transaction, so a crash loses at
+most the rows of the last interval and never leaves a partial row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import queue
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_eff.core.errors import UserError
+
+KEY_PREFIX = "sk-llmeff-"
+SPEND_COLUMNS = (
+    "ts",
+    "key_id",
+    "requested_model",
+    "upstream",
+    "router",
+    "score",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "latency_ms",
+    "overhead_ms",
+    "status",
+    "error",
+)
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE,
+        budget_usd DOUBLE PRECISION, rpm INTEGER, tpm INTEGER,
+        created REAL NOT NULL, revoked REAL)""",
+    """CREATE TABLE IF NOT EXISTS spend_log (
+        ts DOUBLE PRECISION NOT NULL, key_id TEXT, requested_model TEXT, upstream TEXT,
+        router TEXT, score DOUBLE PRECISION, prompt_tokens INTEGER, completion_tokens INTEGER,
+        cost DOUBLE PRECISION, latency_ms DOUBLE PRECISION, overhead_ms DOUBLE PRECISION,
+        status INTEGER, error TEXT)""",
+    "CREATE INDEX IF NOT EXISTS spend_key_time ON spend_log (key_id, ts)",
+]
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 hex digest of a key (what the database stores)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class KeyRecord:
+    """A virtual key as stored (no plaintext)."""
+
+    id: str
+    name: str
+    key_hash: str
+    budget_usd: float | None
+    rpm: int | None
+    tpm: int | None
+    created: float
+    revoked: float | None
+
+
+class Database:
+    """A thin DB-API wrapper for SQLite or PostgreSQL with '?' placeholders."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith(("postgresql://", "postgres://")):
+            try:
+                import psycopg
+            except ImportError:
+                raise UserError(
+                    "PostgreSQL needs the extra: pip install 'llm-eff[postgres]'"
+                ) from None
+            try:
+                self.conn = psycopg.connect(url, autocommit=False)
+            except psycopg.Error as exc:
+                raise UserError(f"cannot connect to {url.split('@')[-1]}: {exc}") from None
+            self.placeholder = "%s"
+        else:
+            path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.placeholder = "?"
+        self.lock = threading.Lock()
+        for statement in SCHEMA:
+            self.execute(statement)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder) if self.placeholder != "?" else sql
+
+    def execute(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Run one statement in its own transaction; rows for queries."""
+        with self.lock:
+            cur = self.conn.cursor()
+            if self.placeholder == "?":
+                cur.execute("BEGIN")
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall() if cur.description else []
+            self.conn.commit() if self.placeholder != "?" else cur.execute("COMMIT")
+            return rows
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        """Insert many rows in one transaction (all or none)."""
+        with self.lock:
+            cur = self.conn.cursor()
+            if self.placeholder == "?":
+                cur.execute("BEGIN")
+                cur.executemany(sql, rows)
+                cur.execute("COMMIT")
+            else:
+                cur.executemany(self._sql(sql), rows)
+                self.conn.commit()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self.lock:
+            self.conn.close()
+
+
+class KeyStore:
+    """Create, list, revoke and verify virtual keys."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self,
+        name: str,
+        budget_usd: float | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ) -> tuple[str, KeyRecord]:
+        """A new key: (plaintext shown once, stored record)."""
+        plaintext = KEY_PREFIX + secrets.token_urlsafe(24)
+        record = KeyRecord(
+            secrets.token_hex(6), name, hash_key(plaintext), budget_usd, rpm, tpm, time.time(), None
+        )
+        self.db.execute(
+            "INSERT INTO api_keys (id, name, key_hash, budget_usd, rpm, tpm, created, revoked) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.id, name, record.key_hash, budget_usd, rpm, tpm, record.created, None),
+        )
+        return plaintext, record
+
+    def all(self) -> list[KeyRecord]:
+        """Every key, revoked ones included."""
+        rows = self.db.execute(
+            "SELECT id, name, key_hash, budget_usd, rpm, tpm, created, revoked FROM api_keys "
+            "ORDER BY created"
+        )
+        return [KeyRecord(*row) for row in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key by id; False if there is no such active key."""
+        found = self.db.execute(
+            "SELECT id FROM api_keys WHERE id = ? AND revoked IS NULL", (key_id,)
+        )
+        if not found:
+            return False
+        self.db.execute("UPDATE api_keys SET revoked = ? WHERE id = ?", (time.time(), key_id))
+        return True
+
+    def spent(self) -> dict[str, float]:
+        """Dollars spent per key id, from the spend log."""
+        rows = self.db.execute("SELECT key_id, SUM(cost) FROM spend_log GROUP BY key_id")
+        return {k: float(v or 0.0) for k, v in rows if k}
+
+
+def find_key(records: dict[str, KeyRecord], presented: str) -> KeyRecord | None:
+    """The active record matching a presented key (hash lookup, constant-time compare)."""
+    digest = hash_key(presented)
+    record = records.get(digest)
+    if record is None or not hmac.compare_digest(record.key_hash, digest):
+        return None
+    return None if record.revoked else record
+
+
+class SpendLog:
+    """Batched, crash-safe spend rows: `add` queues, a thread flushes every interval."""
+
+    def __init__(self, db: Database, flush_interval_s: float = 0.5) -> None:
+        self.db = db
+        self.interval = flush_interval_s
+        self.queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spend-log", daemon=True)
+        self._thread.start()
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Queue one request's row (never blocks on the database)."""
+        self.queue.put(tuple(row.get(c) for c in SPEND_COLUMNS))
+
+    def flush(self) -> int:
+        """Write everything queued in one transaction; returns rows written."""
+        rows = []
+        while True:
+            try:
+                rows.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        if rows:
+            cols = ", ".join(SPEND_COLUMNS)
+            marks = ", ".join([self.db.placeholder] * len(SPEND_COLUMNS))
+            self.db.executemany(f"INSERT INTO spend_log ({cols}) VALUES ({marks})", rows)
+        return len(rows)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush()
+
+    def close(self) -> None:
+        """Stop the thread and flush what is left (graceful shutdown)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.flush()

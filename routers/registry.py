@@ -1,0 +1,37 @@
+"""Router kinds by name, and the `router-<name>-<threshold>` model-name convention."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from llm_eff.core.errors import UserError
+from routers.base import Router
+from routers.random_router import RandomRouter
+from routers.rules import RuleRouter
+
+KINDS: dict[str, Callable[..., Router]] = {"rules": RuleRouter, "random": RandomRouter}
+
+
+def make_router(kind: str, name: str, options: dict[str, Any] | None = None) -> Router:
+    """A router of `kind` named `name`, configured with `options`; UserError if unknown."""
+    if kind not in KINDS:
+        raise UserError(f"unknown router kind '{kind}' (known: {', '.join(sorted(KINDS))})")
+    try:
+        return KINDS[kind](name=name, **(options or {}))
+    except TypeError as exc:
+        raise UserError(f"router '{name}': bad option ({exc})") from None
+
+
+def parse_router_model(model: str) -> tuple[str, float] | None:
+    """('name', threshold) for 'router-<name>-<threshold>', None for any other model name."""
+    if not model.startswith("router-"):
+        return None
+    name, sep, raw = model.removeprefix("router-").rpartition("-")
+    if not sep or not name:
+        return None
+    try:
+        threshold = float(raw)
+    except ValueError:
+        return None
+    return name, threshold
