@@ -1,0 +1,154 @@
+"""Operating the proxy: `llm-eff serve` as a real process, a local model upstream, SIGKILL under
+load, and the `keys` / `spend` commands on the same database."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import yaml
+
+from routers.proxy import create_app, parse_config
+
+from .conftest import cli
+from .proxy_support import fake_upstream, free_port, serve_in_thread
+
+FLUSH_S = 0.2
+
+
+def test_local_model_upstream_chat_and_stream(tmp_path: Path):
+    config = parse_config(
+        {
+            "upstreams": {"tiny": {"kind": "local", "model": "tiny-llama"}},
+            "database_url": f"sqlite:///{tmp_path / 'spend.db'}",
+        }
+    )
+    with serve_in_thread(create_app(config)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        reply = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=5
+        )
+        assert isinstance(reply.choices[0].message.content, str)
+        assert reply.usage.prompt_tokens > 0 and 1 <= reply.usage.completion_tokens <= 5
+        chunks = list(
+            client.chat.completions.create(
+                model="tiny",
+                messages=[{"role": "user", "content": "hello"}],
+                max_tokens=5,
+                stream=True,
+            )
+        )
+        assert chunks[-1].usage.completion_tokens >= 1
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError("proxy did not start")
+
+
+def test_sigkill_under_load_keeps_spend_log_whole(tmp_path: Path):
+    db_path = tmp_path / "spend.db"
+    with serve_in_thread(fake_upstream(delay_s=0.005)) as upstream:
+        cfg = tmp_path / "proxy.yaml"
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "upstreams": {
+                        "cheap": {
+                            "kind": "openai",
+                            "base_url": f"{upstream}/ok/v1",
+                            "model": "m",
+                            "prompt_per_m": 1.0,
+                            "completion_per_m": 2.0,
+                        }
+                    },
+                    "database_url": f"sqlite:///{db_path}",
+                    "flush_interval_s": FLUSH_S,
+                }
+            )
+        )
+        port = free_port()
+        exe = Path(sys.executable).with_name("llm-eff")
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--config", str(cfg), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc)
+        done: list[float] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(timeout=5) as client:
+                while not stop.is_set():
+                    try:
+                        r = client.post(
+                            f"{url}/v1/chat/completions",
+                            json={
+                                "model": "cheap",
+                                "messages": [{"role": "user", "content": "hi"}],
+                            },
+                        )
+                    except httpx.HTTPError:
+                        return
+                    if r.status_code == 200:
+                        done.append(time.monotonic())
+
+        threads = [threading.Thread(target=load) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        killed_at = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        stop.set()
+        for t in threads:
+            t.join()
+    before_window = sum(1 for t in done if t < killed_at - FLUSH_S - 0.1)
+    assert before_window > 50
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rows = conn.execute(
+        "SELECT ts, upstream, prompt_tokens, completion_tokens, cost, status FROM spend_log"
+    ).fetchall()
+    conn.close()
+    assert all(None not in row for row in rows)  # no partial rows
+    assert before_window <= sum(1 for r in rows if r[5] == 200) <= len(done)
+
+    # the same database through the operator's commands
+    created = cli("keys", "create", "team-b", "--config", str(cfg), "--budget", "2.5")
+    assert created.returncode == 0 and "sk-llmeff-" in created.stdout
+    key_id = created.stdout.split()[1]
+    listed = cli("keys", "list", "--config", str(cfg))
+    assert "team-b" in listed.stdout and "active" in listed.stdout
+    assert cli("keys", "revoke", key_id, "--config", str(cfg)).returncode == 0
+    assert "revoked" in cli("keys", "list", "--config", str(cfg)).stdout
+    again = cli("keys", "revoke", key_id, "--config", str(cfg))
+    assert again.returncode == 2 and "no active key" in again.stderr
+    spend = cli("spend", "--config", str(cfg))
+    assert spend.returncode == 0 and "cheap" in spend.stdout
+
+
+def test_serve_config_errors_are_one_line(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("upstreams:\n  a: {kind: nope, model: m}\n")
+    out = cli("serve", "--config", str(bad))
+    assert out.returncode == 2 and "kind must be one of" in out.stderr
+    assert "Traceback" not in out.stderr
+    missing = cli("serve", "--config", str(tmp_path / "none.yaml"))
+    assert missing.returncode == 2 and "not found" in missing.stderr
