@@ -1,4 +1,4 @@
-"""Upstreams the proxy forwards to: OpenAI-compatible base URLs (httpx, pooled connections),
+"""Upstreams the proxy forwards to: OpenAI-compatible base URLs (aiohttp, pooled connections),
 any LiteLLM provider id, or a local transformers model served in-process.
 
 Each returns the OpenAI-format response plus its `Usage`; streaming yields SSE `data:` lines and
@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, Price, api_price, local_price
 from llm_eff.core.types import Cost, Usage
@@ -77,61 +77,74 @@ class Upstream:
 
 
 class OpenAIUpstream(Upstream):
-    """An OpenAI-compatible server (vLLM, llama.cpp, TGI, OpenAI itself) at `base_url`."""
+    """An OpenAI-compatible server (vLLM, llama.cpp, TGI, OpenAI itself) at `base_url`.
+
+    Uses one pooled aiohttp session per proxy process (created in the serving event loop).
+    """
 
     def __init__(self, config: UpstreamConfig) -> None:
         super().__init__(config)
         key = os.environ.get(config.api_key_env) if config.api_key_env else None
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(config.timeout_s, connect=min(config.timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
-        )
+        self.headers = {"Content-Type": "application/json"}
+        if key:
+            self.headers["Authorization"] = f"Bearer {key}"
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self.session: aiohttp.ClientSession | None = None
 
-    def _payload(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None or self.session.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=self.config.timeout_s, connect=min(self.config.timeout_s, 5.0)
+            )
+            connector = aiohttp.TCPConnector(limit=1024, ttl_dns_cache=300)
+            self.session = aiohttp.ClientSession(
+                timeout=timeout, connector=connector, headers=self.headers
+            )
+        return self.session
+
+    def _payload(self, body: dict[str, Any], stream: bool) -> bytes:
         payload = {**body, "model": self.config.model, "stream": stream}
         if stream:
             payload["stream_options"] = {"include_usage": True}
-        return payload
+        return json.dumps(payload).encode()
 
     async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         """POST /chat/completions and return the JSON with its usage."""
         start = time.perf_counter()
         try:
-            resp = await self.client.post("/chat/completions", json=self._payload(body, False))
-        except httpx.TimeoutException:
+            async with self._session().post(self.url, data=self._payload(body, False)) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except asyncio.TimeoutError:
             raise UpstreamError(f"{self.name}: timed out", 504) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"{self.name}: {type(exc).__name__}", 502) from None
-        if resp.status_code >= 500:
-            raise UpstreamError(f"{self.name}: HTTP {resp.status_code}", 502)
-        if resp.status_code >= 400:
-            raise UpstreamError(f"{self.name}: {resp.text[:300]}", resp.status_code, False)
-        data = resp.json()
+        if status >= 500:
+            raise UpstreamError(f"{self.name}: HTTP {status}", 502)
+        if status >= 400:
+            raise UpstreamError(f"{self.name}: {raw[:300].decode(errors='replace')}", status, False)
+        data = json.loads(raw)
         return data, _usage_from(data.get("usage"), self.config.model, time.perf_counter() - start)
 
     async def stream(self, body: dict[str, Any], usage_out: list[Usage]) -> AsyncIterator[bytes]:
         """Pass the upstream's SSE lines through, reading usage from the last chunk."""
         start = time.perf_counter()
         try:
-            async with self.client.stream(
-                "POST", "/chat/completions", json=self._payload(body, True)
-            ) as resp:
-                if resp.status_code >= 400:
-                    text = (await resp.aread()).decode(errors="replace")[:300]
-                    retry = resp.status_code >= 500
+            async with self._session().post(self.url, data=self._payload(body, True)) as resp:
+                if resp.status >= 400:
+                    text = (await resp.read()).decode(errors="replace")[:300]
+                    retry = resp.status >= 500
                     raise UpstreamError(
-                        f"{self.name}: HTTP {resp.status_code} {text}",
-                        502 if retry else resp.status_code,
+                        f"{self.name}: HTTP {resp.status} {text}",
+                        502 if retry else resp.status,
                         retry,
                     )
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
+                async for raw_line in resp.content:
+                    line = raw_line.strip()
+                    if not line.startswith(b"data:"):
                         continue
                     payload = line[5:].strip()
-                    if payload != "[DONE]" and '"usage"' in payload:
+                    if payload != b"[DONE]" and b'"usage"' in payload:
                         chunk = json.loads(payload)
                         if chunk.get("usage"):
                             usage_out.append(
@@ -139,15 +152,16 @@ class OpenAIUpstream(Upstream):
                                     chunk["usage"], self.config.model, time.perf_counter() - start
                                 )
                             )
-                    yield (line + "\n\n").encode()
-        except httpx.TimeoutException:
+                    yield line + b"\n\n"
+        except asyncio.TimeoutError:
             raise UpstreamError(f"{self.name}: timed out", 504) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"{self.name}: {type(exc).__name__}", 502) from None
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self.client.aclose()
+        if self.session is not None:
+            await self.session.close()
 
 
 class LiteLLMUpstream(Upstream):
