@@ -14,6 +14,8 @@ import typer
 
 from llm_eff.core.errors import BackendError, SandboxError, UserError
 
+SPEND_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
 app = typer.Typer(
     name="llm-eff",
     help="Make LLMs and agents cheaper to adapt, run and evaluate: every system is judged by "
@@ -204,7 +206,13 @@ def _print_summary(
 @app.command("report")
 @_friendly
 def report_command(
-    runs: Annotated[list[Path], typer.Argument(help="Run log(s) written by `llm-eff eval`.")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run log(s) written by `llm-eff eval`, "
+            "or a proxy spend database (.db / .sqlite) for a proxy period."
+        ),
+    ],
     out: Annotated[
         Path | None,
         typer.Option(
@@ -226,8 +234,16 @@ def report_command(
 
     from evals.report import write_report
 
+    logs = [r for r in runs if r.suffix not in SPEND_DB_SUFFIXES]
+    spend = []
+    for db in (r for r in runs if r.suffix in SPEND_DB_SUFFIXES):
+        if not db.is_file():
+            raise UserError(f"spend database not found: {db}")
+        from routers.proxy.store import spend_attempts
+
+        spend += spend_attempts(f"sqlite:///{db}")
     out_dir = out or runs[0].with_name(runs[0].stem + "-report")
-    files = write_report(list(runs), out_dir, title, human_cost)
+    files = write_report(logs, out_dir, title, human_cost, attempts=spend)
     console = Console()
     console.print(f"Markdown report: [bold]{files.markdown}[/]")
     console.print(f"HTML report:     [bold]{files.html.resolve()}[/]")

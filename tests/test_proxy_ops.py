@@ -142,6 +142,18 @@ def test_sigkill_under_load_keeps_spend_log_whole(tmp_path: Path):
     assert again.returncode == 2 and "no active key" in again.stderr
     spend = cli("spend", "--config", str(cfg))
     assert spend.returncode == 0 and "cheap" in spend.stdout
+    report = cli("report", str(db_path), "--out", str(tmp_path / "proxy-report"))
+    assert report.returncode == 0, report.stderr
+    md = (tmp_path / "proxy-report" / "report.md").read_text()
+    assert "## proxy" in md and "| cheap |" in md and "proxy-spend-log" in md
+
+
+def test_example_config_is_valid():
+    from routers.proxy import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "examples" / "proxy.yaml")
+    assert set(config.upstreams) == {"gpt-4o-mini", "smollm2", "my-vllm"}
+    assert config.routers["rules"].strong == "gpt-4o-mini" and config.require_keys
 
 
 def test_serve_config_errors_are_one_line(tmp_path: Path):

@@ -196,12 +196,16 @@ def write_report(
     out_dir: str | Path,
     title: str = "llm-eff cost report",
     human_cost: float | None = None,
+    attempts: list[Attempt] | None = None,
 ) -> ReportFiles:
     """Write report.md, report.html (plots embedded) and summary.json into `out_dir`.
 
     `human_cost`: a human expert's $ per task, included in the frontier cost-of-pass.
+    `attempts`: attempts from elsewhere (e.g. a proxy's spend log) added to the run logs'.
     """
-    attempts = load_attempts(run_logs)
+    attempts = (load_attempts(run_logs) if run_logs else []) + list(attempts or [])
+    if not attempts:
+        raise UserError("nothing to report: no attempts")
     summaries = summarize(attempts)
     out = Path(out_dir)
     try:

@@ -31,6 +31,7 @@ import yaml
 from llm_eff.core.errors import UserError
 
 UPSTREAM_KINDS = ("litellm", "openai", "local")
+TOP_LEVEL = {"upstreams", "routers", "auth", "database_url", "max_body_bytes", "flush_interval_s"}
 
 
 @dataclass
@@ -71,7 +72,6 @@ class ProxyConfig:
     require_keys: bool = False
     max_body_bytes: int = 1_000_000
     flush_interval_s: float = 0.5
-    log_prompts: bool = False
 
     @property
     def admin_key(self) -> str | None:
@@ -100,6 +100,9 @@ def parse_config(data: dict[str, Any]) -> ProxyConfig:
     """A validated `ProxyConfig` from parsed YAML; UserError naming the first problem."""
     if not isinstance(data, dict) or not isinstance(data.get("upstreams"), dict):
         raise UserError("proxy config: 'upstreams' must be a mapping of name -> upstream")
+    unknown = set(data) - TOP_LEVEL
+    if unknown:
+        raise UserError(f"proxy config: unknown field(s) {', '.join(sorted(unknown))}")
     upstreams = {n: _upstream(n, raw) for n, raw in data["upstreams"].items()}
     for up in upstreams.values():
         for fb in up.fallbacks:
@@ -128,7 +131,6 @@ def parse_config(data: dict[str, Any]) -> ProxyConfig:
         require_keys=bool(auth.get("require_keys", False)),
         max_body_bytes=int(data.get("max_body_bytes", 1_000_000)),
         flush_interval_s=float(data.get("flush_interval_s", 0.5)),
-        log_prompts=bool(data.get("log_prompts", False)),
     )
 
 

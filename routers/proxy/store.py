@@ -227,3 +227,45 @@ class SpendLog:
         self._stop.set()
         self._thread.join(timeout=5)
         self.flush()
+
+
+def spend_attempts(url: str) -> list[Any]:
+    """The spend log as `Attempt`s (benchmark 'proxy', system = upstream, passed = HTTP 200),
+    so `llm-eff report` can build the same cost report for a proxy period as for an eval."""
+    from llm_eff.core.types import Attempt, Cost, Usage
+
+    db = Database(url)
+    try:
+        rows = db.execute(
+            "SELECT ts, key_id, upstream, router, prompt_tokens, completion_tokens, cost, "
+            "latency_ms, status, error FROM spend_log ORDER BY ts"
+        )
+    finally:
+        db.close()
+    attempts = []
+    for i, (ts, key_id, upstream, router, p, c, cost, latency_ms, status, error) in enumerate(rows):
+        system = f"{router}->{upstream}" if router else (upstream or "none")
+        attempts.append(
+            Attempt(
+                task_id=f"request-{i}",
+                system=system,
+                system_hash=system,
+                benchmark="proxy",
+                passed=status == 200,
+                score=1.0 if status == 200 else 0.0,
+                usage=Usage(
+                    prompt_tokens=p or 0,
+                    completion_tokens=c or 0,
+                    latency_s=(latency_ms or 0) / 1000,
+                    model=upstream or "",
+                ),
+                cost=Cost(float(cost or 0.0), "proxy-spend-log"),
+                error=error,
+                details={
+                    "reason": "served" if status == 200 else f"http_{status}",
+                    "category": key_id or "anonymous",
+                    "ts": ts,
+                },
+            )
+        )
+    return attempts
