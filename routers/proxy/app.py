@@ -14,13 +14,12 @@ import hmac
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -31,10 +30,11 @@ from prometheus_client import (
 
 from llm_eff.core.types import Usage
 from routers.base import Decision, route
+from routers.proxy.chat import handle_chat
 from routers.proxy.config import ProxyConfig
 from routers.proxy.store import Database, KeyRecord, KeyStore, SpendLog, find_key
-from routers.proxy.upstreams import Upstream, UpstreamError, make_upstream
-from routers.proxy.validate import ProxyError, validate_chat
+from routers.proxy.upstreams import Upstream, make_upstream
+from routers.proxy.validate import ProxyError
 from routers.registry import make_router, parse_router_model
 
 DEFAULT_MAX_TOKENS_ESTIMATE = 256
@@ -116,9 +116,9 @@ class Proxy:
         self.loaded_at = time.monotonic()
 
     # -- request steps -------------------------------------------------------------------
-    def authenticate(self, request: Request) -> KeyRecord | None:
-        """The caller's key record; None for anonymous use where keys are optional."""
-        header = request.headers.get("authorization", "")
+    def authenticate(self, header: str) -> KeyRecord | None:
+        """The caller's key record from an Authorization header value; None for anonymous use
+        where keys are optional."""
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not token or (
             self.config.admin_key and hmac.compare_digest(token, self.config.admin_key)
@@ -391,179 +391,22 @@ def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None
         proxy.reload_keys()
         return JSONResponse({"id": key_id, "revoked": True})
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            length = int(request.headers.get("content-length") or 0)
-            if length > config.max_body_bytes:
-                raise ProxyError(
-                    413, f"request body over {config.max_body_bytes} bytes", code="body_too_large"
-                )
-            raw = await request.body()
-            if len(raw) > config.max_body_bytes:
-                raise ProxyError(
-                    413, f"request body over {config.max_body_bytes} bytes", code="body_too_large"
-                )
-            try:
-                body = validate_chat(json.loads(raw))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise ProxyError(
-                    400, "request body is not valid JSON", code="invalid_json"
-                ) from None
-            record = proxy.authenticate(request)
-            upstream, decision, router_name = proxy.resolve(body)
-            reserved = proxy.admit(record, upstream, body)
-        except ProxyError as exc:
-            return _error(exc)
-        forward = {
-            k: v for k, v in body.items() if k not in ("route", "max_cost_per_million_tokens")
-        }
-        if body.get("stream"):
-            return await _stream(
-                proxy, request, forward, record, upstream, decision, router_name, reserved, started
-            )
-        last: UpstreamError | None = None
-        for candidate in proxy.chain(upstream):
-            for _ in range(candidate.config.retries + 1):
-                before = time.perf_counter()
-                try:
-                    data, usage = await candidate.complete(forward)
-                except UpstreamError as exc:
-                    proxy.metrics.upstream_errors.labels(candidate.name).inc()
-                    last = exc
-                    if not exc.retryable:
-                        break
-                    continue
-                upstream_time = time.perf_counter() - before
-                dollars = candidate.cost(usage).dollars
-                overhead = time.perf_counter() - started - upstream_time
-                proxy.settle(record, reserved, dollars, usage.total_tokens)
-                proxy.log(
-                    record,
-                    body,
-                    candidate.name,
-                    router_name,
-                    decision,
-                    usage,
-                    dollars,
-                    started,
-                    overhead,
-                    200,
-                )
-                headers = _headers(candidate.name, decision, overhead)
-                return Response(json.dumps(data), media_type="application/json", headers=headers)
-            if last is not None and not last.retryable:
-                break
-        proxy.settle(record, reserved, 0.0, 0)
-        assert last is not None
-        proxy.log(
-            record,
-            body,
-            upstream.name,
-            router_name,
-            decision,
-            Usage(),
-            0.0,
-            started,
-            0.0,
-            last.status,
-            str(last),
-        )
-        return _error(ProxyError(last.status, str(last), "upstream_error", "upstream_failed"))
-
-    return app
+    return ProxyASGI(app, proxy)
 
 
-def _headers(upstream: str, decision: Decision, overhead_s: float) -> dict[str, str]:
-    return {
-        "x-llm-eff-upstream": upstream,
-        "x-llm-eff-route-score": f"{decision.score:.4f}",
-        "x-llm-eff-overhead-ms": f"{overhead_s * 1000:.3f}",
-    }
+class ProxyASGI:
+    """Serves `/v1/chat/completions` on a lean ASGI path; everything else goes to FastAPI."""
 
+    def __init__(self, app: FastAPI, proxy: Proxy) -> None:
+        self.app, self.proxy = app, proxy
+        self.state = app.state
 
-async def _stream(
-    proxy: Proxy,
-    request: Request,
-    body: dict[str, Any],
-    record: KeyRecord | None,
-    upstream: Upstream,
-    decision: Decision,
-    router_name: str,
-    reserved: float,
-    started: float,
-) -> Response:
-    """SSE with fallback until the first byte arrives; usage and spend logged at the end."""
-    last: UpstreamError | None = None
-    for candidate in proxy.chain(upstream):
-        for _ in range(candidate.config.retries + 1):
-            usage_out: list[Usage] = []
-            before = time.perf_counter()
-            iterator = candidate.stream(body, usage_out).__aiter__()
-            try:
-                first = await iterator.__anext__()
-            except UpstreamError as exc:
-                proxy.metrics.upstream_errors.labels(candidate.name).inc()
-                last = exc
-                if not exc.retryable:
-                    break
-                continue
-            except StopAsyncIteration:
-                first = b""
-            overhead = before - started
-
-            async def relay(
-                first: bytes = first,
-                iterator: AsyncIterator[bytes] = iterator,
-                candidate: Upstream = candidate,
-                usage_out: list[Usage] = usage_out,
-                overhead: float = overhead,
-            ) -> AsyncIterator[bytes]:
-                status, error = 200, None
-                try:
-                    yield first
-                    async for chunk in iterator:
-                        yield chunk
-                except UpstreamError as exc:
-                    status, error = exc.status, str(exc)
-                usage = usage_out[-1] if usage_out else Usage()
-                dollars = candidate.cost(usage).dollars
-                proxy.settle(record, reserved, dollars, usage.total_tokens)
-                proxy.log(
-                    record,
-                    body,
-                    candidate.name,
-                    router_name,
-                    decision,
-                    usage,
-                    dollars,
-                    started,
-                    overhead,
-                    status,
-                    error,
-                )
-
-            return StreamingResponse(
-                relay(),
-                media_type="text/event-stream",
-                headers=_headers(candidate.name, decision, overhead),
-            )
-        if last is not None and not last.retryable:
-            break
-    proxy.settle(record, reserved, 0.0, 0)
-    assert last is not None
-    proxy.log(
-        record,
-        body,
-        upstream.name,
-        router_name,
-        decision,
-        Usage(),
-        0.0,
-        started,
-        0.0,
-        last.status,
-        str(last),
-    )
-    return _error(ProxyError(last.status, str(last), "upstream_error", "upstream_failed"))
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/v1/chat/completions"
+            and scope["method"] == "POST"
+        ):
+            await handle_chat(self.proxy, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
