@@ -208,12 +208,12 @@ def _print_summary(
 @_friendly
 def report_command(
     runs: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
             help="Run log(s) written by `llm-eff eval`, "
             "or a proxy spend database (.db / .sqlite) for a proxy period."
         ),
-    ],
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -229,21 +229,34 @@ def report_command(
             help="A human expert's $ per task, to include in the frontier cost-of-pass.", min=0
         ),
     ] = None,
+    spend_db: Annotated[
+        str | None,
+        typer.Option(
+            help="A proxy spend database URL (postgresql://... or sqlite:///path) "
+            "to report on, alongside or instead of run logs."
+        ),
+    ] = None,
 ) -> None:
     """Write report.md and a self-contained report.html (plots embedded) from run logs."""
     from rich.console import Console
 
     from evals.report import write_report
 
+    runs = runs or []
+    if not runs and not spend_db:
+        raise UserError("give at least one run log (or --spend-db URL)")
     logs = [r for r in runs if r.suffix not in SPEND_DB_SUFFIXES]
+    databases = [f"sqlite:///{r}" for r in runs if r.suffix in SPEND_DB_SUFFIXES]
+    for r in runs:
+        if r.suffix in SPEND_DB_SUFFIXES and not r.is_file():
+            raise UserError(f"spend database not found: {r}")
     spend = []
-    for db in (r for r in runs if r.suffix in SPEND_DB_SUFFIXES):
-        if not db.is_file():
-            raise UserError(f"spend database not found: {db}")
+    for url in databases + ([spend_db] if spend_db else []):
         from routers.proxy.store import spend_attempts
 
-        spend += spend_attempts(f"sqlite:///{db}")
-    out_dir = out or runs[0].with_name(runs[0].stem + "-report")
+        spend += spend_attempts(url)
+    default_out = runs[0].with_name(runs[0].stem + "-report") if runs else Path("runs/proxy-report")
+    out_dir = out or default_out
     files = write_report(logs, out_dir, title, human_cost, attempts=spend)
     console = Console()
     console.print(f"Markdown report: [bold]{files.markdown}[/]")

@@ -259,3 +259,8 @@ def test_spend_log_rows(proxy):
     ok = [r for r in rows if r[4] == 200]
     assert len(ok) == 3 and all(r[0] == "cheap" and r[1] == 10 and r[2] == 5 for r in ok)
     assert ok[0][3] == pytest.approx((10 * 0.1 + 5 * 0.2) / 1e6)
+    from routers.proxy.store import spend_attempts
+
+    attempts = spend_attempts(db_url)  # what `llm-eff report --spend-db URL` reads
+    assert len(attempts) == len(rows) and sum(a.passed for a in attempts) == 3
+    assert {a.system for a in attempts if a.passed} == {"cheap"}
