@@ -443,6 +443,92 @@ def spend_command(
     Console().print(table)
 
 
+route_app = typer.Typer(
+    help="Complexity-aware routing: benchmarks on recorded outcomes.", no_args_is_help=True
+)
+app.add_typer(route_app, name="route")
+
+
+@route_app.command("bench")
+@_friendly
+def route_bench(
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Outcome CSV file or folder (RouteLLM's shape: "
+            "prompt + one True/False column per model), e.g. the routellm/mmlu folder."
+        ),
+    ],
+    strong: Annotated[str, typer.Option(help="Column of the strong model.")] = "gpt-4-1106-preview",
+    weak: Annotated[
+        str, typer.Option(help="Column of the weak model.")
+    ] = "mistralai/Mixtral-8x7B-Instruct-v0.1",
+    exclude: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSONL of prompts to drop (field "
+            "eval_prompt). Default: mmlu_contaminated_prompts.jsonl beside the "
+            "folder, if present."
+        ),
+    ] = None,
+    strong_price: Annotated[
+        str, typer.Option(help="LiteLLM id pricing the strong model.")
+    ] = "gpt-4-1106-preview",
+    weak_price: Annotated[
+        str, typer.Option(help="LiteLLM id pricing the weak model.")
+    ] = "together_ai/mistralai/Mixtral-8x7B-Instruct-v0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the subject split.")] = 0,
+) -> None:
+    """Train routers on half the subjects, score the rest: APGR, CPT, AIQ, latency."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from llm_eff.core.prices import api_price
+    from routers.bench import run_bench
+    from routers.outcomes import load_outcomes
+
+    if exclude is None and data.is_dir():
+        guess = data.parent / "mmlu_contaminated_prompts.jsonl"
+        exclude = guess if guess.is_file() else None
+    prices = {}
+    for side, model in (("strong", strong_price), ("weak", weak_price)):
+        price = api_price(model)
+        if price is None:
+            raise UserError(f"no list price for '{model}' in LiteLLM's cost map (--{side}-price)")
+        prices[side] = price
+    console = Console()
+    with console.status("embedding prompts and training routers ..."):
+        results, facts = run_bench(
+            load_outcomes(data, exclude), strong, weak, prices["strong"], prices["weak"], seed
+        )
+    console.print(
+        f"held out {facts['test_groups']} of {facts['test_groups'] + facts['train_groups']} "
+        f"groups ({facts['test_prompts']} prompts; trained on {facts['train_prompts']}). "
+        f"strong {facts['strong_accuracy']:.1%} at ${facts['strong_cost_per_query']:.6f}/query, "
+        f"weak {facts['weak_accuracy']:.1%} at ${facts['weak_cost_per_query']:.6f}/query"
+    )
+    table = Table(
+        "router",
+        "APGR",
+        "CPT(50%)",
+        "CPT(80%)",
+        "AIQ",
+        "$/query at strong accuracy",
+        "decision ms (p50)",
+    )
+    for r in results:
+        table.add_row(
+            r.name,
+            f"{r.apgr:.3f}",
+            f"{r.cpt50:.1%}",
+            f"{r.cpt80:.1%}",
+            f"{r.aiq:.4f}",
+            "-" if r.cost_at_strong_accuracy is None else f"{r.cost_at_strong_accuracy:.6f}",
+            "-" if r.decision_ms is None else f"{r.decision_ms:.3f}",
+        )
+    console.print(table)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -10,7 +10,21 @@ from routers.base import Router
 from routers.random_router import RandomRouter
 from routers.rules import RuleRouter
 
-KINDS: dict[str, Callable[..., Router]] = {"rules": RuleRouter, "random": RandomRouter}
+
+def _trained(name: str, path: str) -> Router:
+    """A router trained and saved by `routers.knn.save_router` (kNN or logistic on MiniLM)."""
+    from routers.knn import load_router
+
+    router = load_router(path)
+    router.name = name
+    return router
+
+
+KINDS: dict[str, Callable[..., Router]] = {
+    "rules": RuleRouter,
+    "random": RandomRouter,
+    "trained": _trained,
+}
 
 
 def make_router(kind: str, name: str, options: dict[str, Any] | None = None) -> Router:

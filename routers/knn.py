@@ -1,0 +1,120 @@
+"""Embedding routers trained on outcomes: k-nearest neighbours and logistic regression.
+
+Both learn from labelled prompts, label 1 when the weak target is not enough (the strong one
+is needed), and score a request by its embedding (see `embedding.py`):
+
+- `KNNRouter`: the share of label-1 prompts among the k most similar training prompts
+  (cosine similarity), as in RouteLLM's similarity-weighted ranking, simplified;
+- `LogisticRouter`: a logistic regression on the embedding, trained with L2 and full-batch
+  gradient descent in numpy.
+
+Both save to a folder (`router.json` + `weights.npz`) and load back to identical decisions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_eff.core.errors import UserError
+from routers.base import request_text
+from routers.embedding import embed
+
+
+def _vector(request: dict[str, Any] | str) -> np.ndarray:
+    text = request if isinstance(request, str) else request_text(request)
+    return embed([text])[0]
+
+
+@dataclass
+class KNNRouter:
+    """Share of 'strong needed' among the k nearest training prompts."""
+
+    name: str = "knn"
+    k: int = 20
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def fit(self, vectors: np.ndarray, labels: np.ndarray) -> KNNRouter:
+        """Keep the labelled embeddings."""
+        if len(vectors) == 0:
+            raise UserError("knn router: no training data")
+        self.vectors, self.labels = vectors.astype(np.float32), labels.astype(np.float32)
+        return self
+
+    def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Scores for many embeddings at once."""
+        sims = vectors @ self.vectors.T
+        k = min(self.k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        return self.labels[top].mean(axis=1)
+
+    def score(self, request: dict[str, Any] | str) -> float:
+        """Score one request."""
+        return float(self.score_vectors(_vector(request)[None, :])[0])
+
+
+@dataclass
+class LogisticRouter:
+    """P(strong needed | embedding) from a logistic regression."""
+
+    name: str = "logistic"
+    l2: float = 1e-3
+    steps: int = 300
+    lr: float = 0.5
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(384, np.float32))
+    bias: float = 0.0
+
+    def fit(self, vectors: np.ndarray, labels: np.ndarray) -> LogisticRouter:
+        """Full-batch gradient descent on the L2-regularised log loss."""
+        if len(vectors) == 0:
+            raise UserError("logistic router: no training data")
+        x, y = vectors.astype(np.float64), labels.astype(np.float64)
+        w, b = np.zeros(x.shape[1]), float(np.log((y.mean() + 1e-6) / (1 - y.mean() + 1e-6)))
+        for _ in range(self.steps):
+            p = 1 / (1 + np.exp(-(x @ w + b)))
+            w -= self.lr * (x.T @ (p - y) / len(y) + self.l2 * w)
+            b -= self.lr * float((p - y).mean())
+        self.weights, self.bias = w.astype(np.float32), b
+        return self
+
+    def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Scores for many embeddings at once."""
+        return 1 / (1 + np.exp(-(vectors @ self.weights + self.bias)))
+
+    def score(self, request: dict[str, Any] | str) -> float:
+        """Score one request."""
+        return float(self.score_vectors(_vector(request)[None, :])[0])
+
+
+TRAINED = {"knn": KNNRouter, "logistic": LogisticRouter}
+
+
+def save_router(router: KNNRouter | LogisticRouter, folder: str | Path) -> Path:
+    """Write `router.json` and `weights.npz` into `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    kind = next(k for k, cls in TRAINED.items() if isinstance(router, cls))
+    arrays = {k: v for k, v in vars(router).items() if isinstance(v, np.ndarray)}
+    params = {k: v for k, v in vars(router).items() if not isinstance(v, np.ndarray)}
+    np.savez(folder / "weights.npz", **arrays)
+    (folder / "router.json").write_text(json.dumps({"kind": kind, **params}, indent=2))
+    return folder
+
+
+def load_router(folder: str | Path) -> KNNRouter | LogisticRouter:
+    """A router saved by `save_router`; UserError if the folder is not one."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "router.json").read_text())
+        arrays = dict(np.load(folder / "weights.npz"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"not a saved router folder: {folder} ({exc})") from None
+    kind = meta.pop("kind", None)
+    if kind not in TRAINED:
+        raise UserError(f"{folder}: unknown router kind '{kind}'")
+    return TRAINED[kind](**meta, **arrays)

@@ -1,0 +1,92 @@
+"""Per-query routing outcomes: which models answered each prompt correctly.
+
+The file shape is RouteLLM's published MMLU data: CSV with a `prompt` column and one boolean
+column per model (`True`/`False`), one file per subject (the file name is the group used for
+held-out splits). `load_outcomes` reads a CSV file or a folder of them; prompts listed in a
+JSONL exclusion file (`eval_prompt` field, e.g. RouteLLM's `mmlu_contaminated_prompts.jsonl`)
+are dropped. Users bring their own logs in the same shape.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_eff.core.errors import UserError
+
+TRUE = {"true", "1", "yes"}
+FALSE = {"false", "0", "no"}
+
+
+@dataclass
+class Outcomes:
+    """Prompts, their group (subject), and a correctness vector per model."""
+
+    prompts: list[str]
+    groups: list[str]
+    correct: dict[str, list[bool]]
+
+    def subset(self, keep: list[int]) -> Outcomes:
+        """The rows at indices `keep`."""
+        return Outcomes(
+            [self.prompts[i] for i in keep],
+            [self.groups[i] for i in keep],
+            {m: [v[i] for i in keep] for m, v in self.correct.items()},
+        )
+
+    def accuracy(self, model: str) -> float:
+        """Share of prompts the model answered correctly."""
+        values = self.correct[model]
+        return sum(values) / len(values) if values else 0.0
+
+
+def _read_csv(path: Path, models: list[str] | None) -> tuple[list[str], dict[str, list[bool]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "prompt" not in reader.fieldnames:
+            raise UserError(f"{path}: needs a 'prompt' column and one column per model")
+        columns = [c for c in reader.fieldnames if c != "prompt"]
+        if models is not None and columns != models:
+            raise UserError(f"{path}: model columns {columns} differ from {models}")
+        prompts, correct = [], {c: [] for c in columns}
+        for line, row in enumerate(reader, 2):
+            prompts.append(row["prompt"])
+            for c in columns:
+                value = (row[c] or "").strip().lower()
+                if value not in TRUE | FALSE:
+                    raise UserError(f"{path}:{line}: '{c}' must be True or False, got '{row[c]}'")
+                correct[c].append(value in TRUE)
+    return prompts, correct
+
+
+def load_outcomes(path: str | Path, exclude: str | Path | None = None) -> Outcomes:
+    """Outcomes from a CSV file or a folder of CSVs (see module docstring)."""
+    path = Path(path)
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise UserError(f"no outcome CSV files at {path}")
+    excluded: set[str] = set()
+    if exclude is not None:
+        for line in Path(exclude).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                excluded.add(json.loads(line).get("eval_prompt", ""))
+    prompts: list[str] = []
+    groups: list[str] = []
+    correct: dict[str, list[bool]] = {}
+    models: list[str] | None = None
+    for f in files:
+        p, c = _read_csv(f, models)
+        models = models or list(c)
+        correct = correct or {m: [] for m in models}
+        for i, prompt in enumerate(p):
+            if prompt in excluded:
+                continue
+            prompts.append(prompt)
+            groups.append(f.stem)
+            for m in models:
+                correct[m].append(c[m][i])
+    if not prompts:
+        raise UserError(f"{path}: no prompts")
+    return Outcomes(prompts, groups, correct)

@@ -1,0 +1,111 @@
+"""Router metrics by hand, the outcome loader, and trained embedding routers round-tripping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evals.metrics.routing import aiq, apgr, cpt, curve
+from llm_eff.core import UserError
+from routers.outcomes import load_outcomes
+
+# 4 queries: strong right on all but #3, weak right on #0 and #3
+STRONG = [True, True, True, False]
+WEAK = [True, False, False, True]
+ONES, TENTHS = [1.0] * 4, [0.1] * 4
+
+
+def test_curve_pgr_and_cpt_by_hand():
+    scores = [0.1, 0.9, 0.8, 0.2]  # a perfect ranking: #1 and #2 need the strong model
+    points = curve(scores, STRONG, WEAK, ONES, TENTHS)
+    assert [p.strong_share for p in points] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [round(p.accuracy, 2) for p in points] == [0.5, 0.75, 1.0, 0.75, 0.75]
+    # gap = 0.75 - 0.5; PGR at half strong calls = (1.0 - 0.5) / 0.25 = 2
+    assert points[2].pgr == pytest.approx(2.0)
+    assert points[2].cost == pytest.approx((2 * 1.0 + 2 * 0.1) / 4)
+    assert cpt(points, 0.5) == 0.25 and cpt(points, 1.0) == 0.25
+    area = np.trapezoid([0, 1, 2, 1, 1], [0, 0.25, 0.5, 0.75, 1.0])
+    assert apgr(points) == pytest.approx(area)
+
+
+def test_random_scores_give_apgr_near_half():
+    rng = np.random.default_rng(0)
+    n = 4000
+    strong, weak = rng.random(n) < 0.8, rng.random(n) < 0.65
+    points = curve(rng.random(n).tolist(), strong, weak, [1.0] * n, [0.1] * n)
+    assert abs(apgr(points) - 0.5) < 0.05
+    assert 0 < aiq(points) <= max(p.accuracy for p in points)
+
+
+def test_aiq_rewards_reaching_quality_cheaply():
+    good = curve([0.1, 0.9, 0.8, 0.2], STRONG, WEAK, ONES, TENTHS)
+    bad = curve([0.9, 0.1, 0.2, 0.8], STRONG, WEAK, ONES, TENTHS)
+    assert aiq(good) > aiq(bad)
+
+
+def test_outcome_loader(tmp_path: Path):
+    folder = tmp_path / "mmlu"
+    folder.mkdir()
+    (folder / "a.csv").write_text('prompt,weak,strong\n"q1\nA. x",True,True\nq2,False,True\n')
+    (folder / "b.csv").write_text("prompt,weak,strong\nq3,false,false\n")
+    excl = tmp_path / "contaminated.jsonl"
+    excl.write_text('{"eval_prompt": "q2", "train_prompt": "other"}\n')
+    out = load_outcomes(folder, excl)
+    assert out.prompts == ["q1\nA. x", "q3"] and out.groups == ["a", "b"]
+    assert out.correct == {"weak": [True, False], "strong": [True, False]}
+    (folder / "c.csv").write_text("prompt,weak,strong\nq4,maybe,true\n")
+    with pytest.raises(UserError, match="c.csv:2"):
+        load_outcomes(folder)
+    with pytest.raises(UserError, match="no outcome CSV"):
+        load_outcomes(tmp_path / "nothing")
+
+
+def test_trained_routers_save_load_identical(tmp_path: Path):
+    from routers.embedding import embed
+    from routers.knn import KNNRouter, LogisticRouter, load_router, save_router
+
+    prompts = [
+        "What is 2 + 2?",
+        "Prove that there are infinitely many primes.",
+        "Name a colour.",
+        "Derive the gradient of the softmax cross-entropy loss.",
+        "Say hello.",
+        "Explain the CAP theorem and its trade-offs in depth.",
+    ]
+    labels = np.array([0, 1, 0, 1, 0, 1], dtype=np.float32)
+    vectors = embed(prompts)
+    assert vectors.shape == (6, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    probe = ["Prove the triangle inequality.", "What is 3 + 5?"]
+    for router in (
+        KNNRouter(k=3).fit(vectors, labels),
+        LogisticRouter(steps=200).fit(vectors, labels),
+    ):
+        folder = save_router(router, tmp_path / router.name)
+        loaded = load_router(folder)
+        assert type(loaded) is type(router)
+        assert [loaded.score(p) for p in probe] == [router.score(p) for p in probe]
+        assert router.score(probe[0]) > router.score(probe[1])
+    with pytest.raises(UserError, match="not a saved router"):
+        load_router(tmp_path / "missing")
+
+
+def test_route_bench_command_on_real_outcomes(tmp_path: Path):
+    """`llm-eff route bench` on four real RouteLLM MMLU subjects (two held out)."""
+    from .conftest import SHARED_DATA, cli
+
+    source = SHARED_DATA / "routellm" / "mmlu"
+    if not source.is_dir():
+        pytest.skip("RouteLLM outcome data not beside the checkout")
+    folder = tmp_path / "mmlu"
+    folder.mkdir()
+    for name in ("mmlu_abstract_algebra", "mmlu_anatomy", "mmlu_astronomy", "mmlu_virology"):
+        (folder / f"{name}.csv").write_text((source / f"{name}.csv").read_text())
+    out = cli("route", "bench", "--data", str(folder))
+    assert out.returncode == 0, out.stderr
+    for router in ("random", "rules", "knn (MiniLM)", "logistic (MiniLM)", "oracle"):
+        assert router in out.stdout
+    assert "held out 2 of 4 groups" in out.stdout
+    bad = cli("route", "bench", "--data", str(folder), "--strong", "nope")
+    assert bad.returncode == 2 and "no column 'nope'" in bad.stderr
