@@ -87,8 +87,20 @@ def test_trained_routers_save_load_identical(tmp_path: Path):
         assert type(loaded) is type(router)
         assert [loaded.score(p) for p in probe] == [router.score(p) for p in probe]
         assert router.score(probe[0]) > router.score(probe[1])
+    from routers import make_router
+
+    in_proxy = make_router("trained", "mine", {"path": str(tmp_path / "knn")})
+    assert in_proxy.name == "mine" and in_proxy.score(probe[0]) == loaded_knn_score(
+        tmp_path, probe[0]
+    )
     with pytest.raises(UserError, match="not a saved router"):
         load_router(tmp_path / "missing")
+
+
+def loaded_knn_score(tmp_path: Path, prompt: str) -> float:
+    from routers.knn import load_router
+
+    return load_router(tmp_path / "knn").score(prompt)
 
 
 def test_route_bench_command_on_real_outcomes(tmp_path: Path):
