@@ -529,6 +529,96 @@ def route_bench(
     console.print(table)
 
 
+def _prompts_from(bench: str | None, prompts: Path | None) -> dict[str, str]:
+    """id -> prompt from a benchmark spec or a prompts file (lines, or JSONL with 'prompt')."""
+    if bench:
+        from evals.benchmarks import load_benchmark
+
+        return {t.id: t.prompt for t in load_benchmark(bench).tasks}
+    if prompts is None:
+        raise UserError("give --bench BENCH or --prompts FILE")
+    if not prompts.is_file():
+        raise UserError(f"prompts file not found: {prompts}")
+    import json
+
+    out = {}
+    for i, line in enumerate(prompts.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                value = json.loads(line)["prompt"] if line.lstrip().startswith("{") else line
+            except (json.JSONDecodeError, KeyError):
+                raise UserError(f"{prompts}:{i}: expected a JSON object with 'prompt'") from None
+            out[str(i)] = value
+    return out
+
+
+@route_app.command("train")
+@_friendly
+def route_train(
+    runs: Annotated[Path, typer.Option(help="Run log with both systems' attempts.")],
+    bench: Annotated[str, typer.Option(help="The benchmark the run log is about (for prompts).")],
+    strong: Annotated[str, typer.Option(help="Name of the strong system in the run log.")],
+    weak: Annotated[str, typer.Option(help="Name of the weak system in the run log.")],
+    out: Annotated[Path, typer.Option(help="Folder to save the router in.")],
+    router: Annotated[str, typer.Option(help="knn or logistic (on MiniLM embeddings).")] = "knn",
+) -> None:
+    """Train a router from an eval run log: label = the cheapest system that passed."""
+    import numpy as np
+
+    from llm_eff.core.runlog import RunLog
+    from routers.embedding import embed
+    from routers.knn import TRAINED, save_router
+    from routers.training import routing_labels
+
+    if router not in TRAINED:
+        raise UserError(f"unknown router '{router}' (trainable: {', '.join(TRAINED)})")
+    if not runs.is_file():
+        raise UserError(f"run log not found: {runs}")
+    labels = routing_labels(RunLog(runs).read(), strong, weak)
+    prompts = _prompts_from(bench, None)
+    ids = [t for t in labels if t in prompts]
+    if not ids:
+        raise UserError(f"no task of the run log is in {bench}")
+    model = TRAINED[router]().fit(
+        embed([prompts[t] for t in ids]), np.array([labels[t] for t in ids], dtype=np.float32)
+    )
+    save_router(model, out)
+    typer.echo(
+        f"trained {router} on {len(ids)} tasks ({sum(labels[t] for t in ids)} need "
+        f"{strong}); saved to {out}"
+    )
+
+
+@route_app.command("calibrate")
+@_friendly
+def route_calibrate(
+    router: Annotated[Path, typer.Option(help="Folder of a trained router.")],
+    strong_share: Annotated[
+        float,
+        typer.Option(help="Share of calls to send to the strong target, e.g. 0.3.", min=0, max=1),
+    ],
+    bench: Annotated[str | None, typer.Option(help="Representative prompts: a benchmark.")] = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(help="Representative prompts: a file (one per line, or JSONL with 'prompt')."),
+    ] = None,
+) -> None:
+    """Find the threshold that sends the requested share of calls to the strong target."""
+    from routers.embedding import embed
+    from routers.knn import load_router
+    from routers.training import calibrate_threshold
+
+    model = load_router(router)
+    texts = list(_prompts_from(bench, prompts).values())
+    scores = model.score_vectors(embed(texts))
+    threshold = calibrate_threshold(scores.tolist(), strong_share)
+    share = float((scores >= threshold).mean())
+    typer.echo(
+        f"threshold {threshold:.6f}: {share:.1%} of {len(texts)} prompts go strong; "
+        f"use model name router-<name>-{threshold:.6f}"
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

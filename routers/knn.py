@@ -3,8 +3,9 @@
 Both learn from labelled prompts, label 1 when the weak target is not enough (the strong one
 is needed), and score a request by its embedding (see `embedding.py`):
 
-- `KNNRouter`: the share of label-1 prompts among the k most similar training prompts
-  (cosine similarity), as in RouteLLM's similarity-weighted ranking, simplified;
+- `KNNRouter`: the similarity-weighted share of label-1 prompts among the k most similar
+  training prompts (cosine similarity), a simplified form of RouteLLM's similarity-weighted
+  ranking; the weighting keeps scores continuous, so thresholds calibrate finely;
 - `LogisticRouter`: a logistic regression on the embedding, trained with L2 and full-batch
   gradient descent in numpy.
 
@@ -32,7 +33,7 @@ def _vector(request: dict[str, Any] | str) -> np.ndarray:
 
 @dataclass
 class KNNRouter:
-    """Share of 'strong needed' among the k nearest training prompts."""
+    """Similarity-weighted share of 'strong needed' among the k nearest training prompts."""
 
     name: str = "knn"
     k: int = 20
@@ -51,7 +52,8 @@ class KNNRouter:
         sims = vectors @ self.vectors.T
         k = min(self.k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        return self.labels[top].mean(axis=1)
+        weights = np.maximum(np.take_along_axis(sims, top, axis=1), 1e-6)
+        return (weights * self.labels[top]).sum(axis=1) / weights.sum(axis=1)
 
     def score(self, request: dict[str, Any] | str) -> float:
         """Score one request."""

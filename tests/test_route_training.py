@@ -1,0 +1,157 @@
+"""Router training labels from run logs, threshold calibration, and the `route` commands."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llm_eff.core import Attempt, UserError
+from routers.training import calibrate_threshold, routing_labels
+
+from .conftest import SHARED_DATA, cli
+
+
+def _a(task: str, system: str, passed: bool) -> Attempt:
+    return Attempt(task_id=task, system=system, system_hash=system, passed=passed)
+
+
+def test_labels_are_the_cheapest_passing_target():
+    attempts = [
+        _a("1", "weak", True),
+        _a("1", "strong", True),
+        _a("2", "weak", False),
+        _a("2", "strong", True),
+        _a("3", "weak", False),
+        _a("3", "strong", False),
+        _a("4", "weak", True),
+        _a("4", "strong", False),
+    ]
+    assert routing_labels(attempts, "strong", "weak") == {"1": 0, "2": 1, "4": 0}
+    with pytest.raises(UserError, match="no task was passed"):
+        routing_labels([_a("1", "weak", False), _a("1", "strong", False)], "strong", "weak")
+    with pytest.raises(UserError, match="no system named 'big'"):
+        routing_labels(attempts, "big", "weak")
+
+
+def test_calibrate_threshold_on_continuous_scores():
+    rng = np.random.default_rng(1)
+    calib, held = rng.beta(2, 5, 20_000), rng.beta(2, 5, 20_000)
+    for share in (0.0, 0.1, 0.3, 0.5, 0.9, 1.0):
+        threshold = calibrate_threshold(calib.tolist(), share)
+        assert abs(float((held >= threshold).mean()) - share) <= 0.02
+    with pytest.raises(UserError):
+        calibrate_threshold([], 0.5)
+
+
+@pytest.mark.slow
+def test_calibration_hits_share_on_held_out_prompts():
+    """Trained routers on all RouteLLM MMLU prompts: calibrate on one third, check another."""
+    from routers.embedding import embed
+    from routers.knn import KNNRouter, LogisticRouter
+    from routers.outcomes import load_outcomes
+
+    source = SHARED_DATA / "routellm" / "mmlu"
+    if not source.is_dir():
+        pytest.skip("RouteLLM outcome data not beside the checkout")
+    data = load_outcomes(source)
+    order = list(range(len(data.prompts)))
+    random.Random(0).shuffle(order)
+    third = len(order) // 3
+    train, calib, held = order[:third], order[third : 2 * third], order[2 * third :]
+    vectors = embed(data.prompts)
+    labels = np.array(
+        [
+            s and not w
+            for s, w in zip(
+                data.correct["gpt-4-1106-preview"],
+                data.correct["mistralai/Mixtral-8x7B-Instruct-v0.1"],
+                strict=True,
+            )
+        ],
+        dtype=np.float32,
+    )
+    for router in (
+        LogisticRouter().fit(vectors[train], labels[train]),
+        KNNRouter(k=15).fit(vectors[train], labels[train]),
+    ):
+        for share in (0.2, 0.5):
+            threshold = calibrate_threshold(router.score_vectors(vectors[calib]).tolist(), share)
+            held_share = float((router.score_vectors(vectors[held]) >= threshold).mean())
+            assert abs(held_share - share) <= 0.02, (router.name, share, held_share)
+
+
+def test_route_train_and_calibrate_commands(tmp_path: Path, humaneval_file: Path):
+    run = tmp_path / "run.jsonl"
+    bench = f"humaneval:{humaneval_file}"
+    assert (
+        cli(
+            "eval",
+            "--bench",
+            bench,
+            "--system",
+            "reference",
+            "--system",
+            "tiny-llama:max_tokens=4",
+            "--run",
+            str(run),
+        ).returncode
+        == 0
+    )
+    out = tmp_path / "router"
+    trained = cli(
+        "route",
+        "train",
+        "--runs",
+        str(run),
+        "--bench",
+        bench,
+        "--strong",
+        "reference",
+        "--weak",
+        "tiny-llama greedy",
+        "--out",
+        str(out),
+        "--router",
+        "logistic",
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "trained logistic on 3 tasks (3 need reference)" in trained.stdout
+    calibrated = cli(
+        "route", "calibrate", "--router", str(out), "--bench", bench, "--strong-share", "1.0"
+    )
+    assert calibrated.returncode == 0 and "100.0% of 3 prompts go strong" in calibrated.stdout
+    nothing = cli(
+        "route",
+        "train",
+        "--runs",
+        str(run),
+        "--bench",
+        bench,
+        "--strong",
+        "tiny-llama greedy",
+        "--weak",
+        "tiny-llama greedy",
+        "--out",
+        str(out),
+    )
+    assert nothing.returncode == 2 and "no task was passed" in nothing.stderr
+    unknown = cli(
+        "route",
+        "train",
+        "--runs",
+        str(run),
+        "--bench",
+        bench,
+        "--strong",
+        "reference",
+        "--weak",
+        "tiny-llama greedy",
+        "--out",
+        str(out),
+        "--router",
+        "bert",
+    )
+    assert unknown.returncode == 2 and "unknown router 'bert'" in unknown.stderr
