@@ -101,57 +101,32 @@ def test_route_train_and_calibrate_commands(tmp_path: Path, humaneval_file: Path
         == 0
     )
     out = tmp_path / "router"
-    trained = cli(
-        "route",
-        "train",
-        "--runs",
-        str(run),
-        "--bench",
-        bench,
-        "--strong",
-        "reference",
-        "--weak",
-        "tiny-llama greedy",
-        "--out",
-        str(out),
-        "--router",
-        "logistic",
-    )
+
+    def train(strong: str, weak: str, *extra: str):
+        return cli(
+            "route",
+            "train",
+            "--runs",
+            str(run),
+            "--bench",
+            bench,
+            "--strong",
+            strong,
+            "--weak",
+            weak,
+            "--out",
+            str(out),
+            *extra,
+        )
+
+    trained = train("reference", "tiny-llama greedy", "--router", "logistic")
     assert trained.returncode == 0, trained.stderr
     assert "trained logistic on 3 tasks (3 need reference)" in trained.stdout
     calibrated = cli(
         "route", "calibrate", "--router", str(out), "--bench", bench, "--strong-share", "1.0"
     )
     assert calibrated.returncode == 0 and "100.0% of 3 prompts go strong" in calibrated.stdout
-    nothing = cli(
-        "route",
-        "train",
-        "--runs",
-        str(run),
-        "--bench",
-        bench,
-        "--strong",
-        "tiny-llama greedy",
-        "--weak",
-        "tiny-llama greedy",
-        "--out",
-        str(out),
-    )
+    nothing = train("tiny-llama greedy", "tiny-llama greedy")
     assert nothing.returncode == 2 and "no task was passed" in nothing.stderr
-    unknown = cli(
-        "route",
-        "train",
-        "--runs",
-        str(run),
-        "--bench",
-        bench,
-        "--strong",
-        "reference",
-        "--weak",
-        "tiny-llama greedy",
-        "--out",
-        str(out),
-        "--router",
-        "bert",
-    )
+    unknown = train("reference", "tiny-llama greedy", "--router", "bert")
     assert unknown.returncode == 2 and "unknown router 'bert'" in unknown.stderr

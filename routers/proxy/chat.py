@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from llm_eff.core.types import Usage
@@ -143,59 +143,64 @@ class Call:
             send, ProxyError(last.status, str(last), "upstream_error", "upstream_failed")
         )
 
-    async def complete(self, upstream: Upstream, send: Any) -> None:
-        """Non-streaming: first success along the chain, else the last error."""
+    async def _try_chain(
+        self, upstream: Upstream, call: Callable[[Upstream], Awaitable[Any]]
+    ) -> tuple[Upstream, Any, float]:
+        """(candidate, result, start time) of the first call along retries and fallbacks to
+        succeed; raises the last UpstreamError when none does (at once if not retryable)."""
         last = UpstreamError("no upstream answered")
         for candidate in self.proxy.chain(upstream):
             for _ in range(candidate.config.retries + 1):
                 before = time.perf_counter()
                 try:
-                    data, usage = await candidate.complete(self.forward)
+                    return candidate, await call(candidate), before
                 except UpstreamError as exc:
                     self.proxy.metrics.upstream_errors.labels(candidate.name).inc()
                     last = exc
                     if not exc.retryable:
                         break
-                    continue
-                after = time.perf_counter()
-                dollars = candidate.cost(usage).dollars
-                payload = json.dumps(data).encode()
-                overhead = (before - self.started) + (time.perf_counter() - after)
-                self._done(candidate.name, usage, dollars, overhead, 200)
-                await send_json(
-                    send, 200, payload, _route_headers(candidate.name, self.decision, overhead)
-                )
-                return
             if not last.retryable:
                 break
-        await self._fail(upstream, last, send)
+        raise last
+
+    async def complete(self, upstream: Upstream, send: Any) -> None:
+        """Non-streaming: the first success along the chain, else the last error."""
+        try:
+            candidate, (data, usage), before = await self._try_chain(
+                upstream, lambda c: c.complete(self.forward)
+            )
+        except UpstreamError as last:
+            await self._fail(upstream, last, send)
+            return
+        after = time.perf_counter()
+        dollars = candidate.cost(usage).dollars
+        payload = json.dumps(data).encode()
+        overhead = (before - self.started) + (time.perf_counter() - after)
+        self._done(candidate.name, usage, dollars, overhead, 200)
+        await send_json(send, 200, payload, _route_headers(candidate.name, self.decision, overhead))
 
     async def stream(self, upstream: Upstream, send: Any) -> None:
         """SSE: fall back until the first chunk arrives, then relay; log when it ends."""
-        last = UpstreamError("no upstream answered")
-        for candidate in self.proxy.chain(upstream):
-            for _ in range(candidate.config.retries + 1):
-                usage_out: list[Usage] = []
-                before = time.perf_counter()
-                iterator: AsyncIterator[bytes] = candidate.stream(
-                    self.forward, usage_out
-                ).__aiter__()
-                try:
-                    first = await iterator.__anext__()
-                except UpstreamError as exc:
-                    self.proxy.metrics.upstream_errors.labels(candidate.name).inc()
-                    last = exc
-                    if not exc.retryable:
-                        break
-                    continue
-                except StopAsyncIteration:
-                    first = b""
-                overhead = before - self.started
-                await self._relay(candidate, first, iterator, usage_out, overhead, send)
-                return
-            if not last.retryable:
-                break
-        await self._fail(upstream, last, send)
+
+        async def open_stream(
+            candidate: Upstream,
+        ) -> tuple[AsyncIterator[bytes], list[Usage], bytes]:
+            usage_out: list[Usage] = []
+            iterator = candidate.stream(self.forward, usage_out).__aiter__()
+            try:
+                first = await iterator.__anext__()
+            except StopAsyncIteration:
+                first = b""
+            return iterator, usage_out, first
+
+        try:
+            candidate, (iterator, usage_out, first), before = await self._try_chain(
+                upstream, open_stream
+            )
+        except UpstreamError as last:
+            await self._fail(upstream, last, send)
+            return
+        await self._relay(candidate, first, iterator, usage_out, before - self.started, send)
 
     async def _relay(
         self,
