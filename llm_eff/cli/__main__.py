@@ -1,0 +1,5 @@
+"""`python -m llm_eff.cli`."""
+
+from llm_eff.cli import main
+
+main()

@@ -1,0 +1,48 @@
+"""The `llm-eff` Typer app and the wrapper that turns user errors into one line."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import typer
+
+from llm_eff.core.errors import BackendError, SandboxError, UserError
+
+app = typer.Typer(
+    name="llm-eff",
+    help="Make LLMs and agents cheaper to adapt, run and evaluate: every system is judged by "
+    "what a correct answer costs (accuracy, pass@k, cost-of-pass, TEP).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def friendly(func: Any) -> Any:
+    """Turn user errors into one red line and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rich.console import Console
+
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except SandboxError as exc:
+            Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except BackendError as exc:
+            Console(stderr=True).print(
+                f"[bold red]error:[/] model call failed: {exc} (finished attempts are kept; "
+                "rerun the same command to resume)",
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            Console(stderr=True).print("interrupted: finished attempts are kept in the run log")
+            raise typer.Exit(130) from None
+
+    return wrapper

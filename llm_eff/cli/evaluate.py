@@ -1,0 +1,255 @@
+"""`llm-eff eval`, `report`, `models`, `benchmarks`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from llm_eff.cli.app import app, friendly
+from llm_eff.core.errors import UserError
+
+SPEND_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+@app.command("eval")
+@friendly
+def eval_command(
+    bench: Annotated[
+        str,
+        typer.Option(
+            "--bench",
+            "-b",
+            help="Benchmark: ncb-python, ncb-java, "
+            "ncb-python:FILE, humaneval:FILE (.jsonl or .jsonl.gz).",
+        ),
+    ],
+    system: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--system",
+            "-s",
+            help="A system to run; "
+            "repeat for several. MODEL[:opts], e.g. smollm2-135m, "
+            "smollm2-135m:best-of-4, smollm2-135m:samples=5,temperature=0.8, "
+            "openai/gpt-4o-mini, hf:DIR, or 'reference' (the reference solutions).",
+        ),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            "-o",
+            help="Run log (JSONL) to append to; "
+            "rerunning with the same log resumes. Default: runs/<bench>.jsonl",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N tasks.", min=1)] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option("--tasks", help="Only these task ids, comma-separated (e.g. 131,136)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    workers: Annotated[int, typer.Option(help="Parallel sandbox workers for scoring.", min=1)] = 2,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.", min=1)] = 8,
+    hardware_price: Annotated[
+        float,
+        typer.Option(
+            help="Hardware $/hour used to price local models (with measured tokens/s).", min=0
+        ),
+    ] = 0.10,
+    java_libs: Annotated[
+        Path | None,
+        typer.Option(help="NCB's JUnit jars folder (ncb-java); or set LLM_EFF_NCB_JAVA_LIBS."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds allowed per program's tests.", min=1)
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="Local engine: transformers or vllm (GPU, extra).")
+    ] = "transformers",
+) -> None:
+    """Run systems over a benchmark; every attempt lands in the run log as it finishes."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from evals.benchmarks import load_benchmark
+    from evals.runner import RunOptions, pending, run_systems, select_tasks
+    from evals.systems import parse_system
+    from llm_eff.core.runlog import RunLog
+    from llm_eff.models.registry import parse_model
+
+    console = Console()
+    if engine not in ("transformers", "vllm"):
+        raise UserError(f"unknown engine '{engine}' (transformers or vllm)")
+    systems = list({s.hash: s for s in map(parse_system, system or ["smollm2-135m"])}.values())
+    for s in systems:
+        if not s.is_reference:
+            ref = parse_model(s.model)
+            if ref.kind == "api":
+                from llm_eff.backends.litellm_backend import check_api_key
+
+                check_api_key(ref.name, s.api_base)
+    benchmark = load_benchmark(
+        bench, java_libs=str(java_libs) if java_libs else None, timeout_s=timeout
+    )
+    log_path = run or Path("runs") / f"{benchmark.name.replace(':', '-').replace('/', '-')}.jsonl"
+    log = RunLog(log_path)
+    task_ids = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else ()
+    options = RunOptions(
+        limit=limit,
+        task_ids=task_ids,
+        seed=seed,
+        workers=workers,
+        batch_size=batch_size,
+        hardware_dollars_per_hour=hardware_price,
+        engine=engine,
+    )
+    selected = select_tasks(benchmark, limit, task_ids)
+    done = log.done_keys()
+    console.print(
+        f"[bold]{benchmark.description}[/]: {len(selected)} tasks, "
+        f"{len(systems)} system(s), run log {log_path}"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bars = {}
+        for s in systems:
+            total = len(selected) * s.samples
+            left = len(pending(benchmark, selected, s, done))
+            bars[s.name] = progress.add_task(s.name, total=total, completed=total - left)
+        run_systems(
+            benchmark, systems, log, options, lambda name, n: progress.advance(bars[name], n)
+        )
+    _print_summary(
+        console, log_path, {(benchmark.name, s.hash) for s in systems}, {t.id for t in selected}
+    )
+    console.print(f"next: [bold]llm-eff report {log_path}[/]")
+
+
+def _print_summary(
+    console: Any, log_path: Path, keys: set[tuple[str, str]], task_ids: set[str]
+) -> None:
+    from rich.table import Table
+
+    from evals.metrics.summary import summarize
+    from evals.report.build import summary_rows
+    from llm_eff.core.runlog import RunLog
+
+    attempts = [
+        a
+        for a in RunLog(log_path).read()
+        if (a.benchmark, a.system_hash) in keys and a.task_id in task_ids
+    ]
+    if not attempts:
+        return
+    header, rows = summary_rows(summarize(attempts))
+    keep = [
+        i
+        for i, h in enumerate(header)
+        if h.startswith(("system", "tasks", "pass@", "cost-of-pass", "$ /", "tokens /"))
+    ]
+    table = Table(*[header[i] for i in keep])
+    for row in rows:
+        table.add_row(*[row[i] for i in keep])
+    console.print(table)
+
+
+@app.command("report")
+@friendly
+def report_command(
+    runs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Run log(s) written by `llm-eff eval`, "
+            "or a proxy spend database (.db / .sqlite) for a proxy period."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Report folder. Default: <run log name>-report beside the first run log.",
+        ),
+    ] = None,
+    title: Annotated[str, typer.Option(help="Report title.")] = "llm-eff cost report",
+    human_cost: Annotated[
+        float | None,
+        typer.Option(
+            help="A human expert's $ per task, to include in the frontier cost-of-pass.", min=0
+        ),
+    ] = None,
+    spend_db: Annotated[
+        str | None,
+        typer.Option(
+            help="A proxy spend database URL (postgresql://... or sqlite:///path) "
+            "to report on, alongside or instead of run logs."
+        ),
+    ] = None,
+) -> None:
+    """Write report.md and a self-contained report.html (plots embedded) from run logs."""
+    from rich.console import Console
+
+    from evals.report import write_report
+
+    runs = runs or []
+    if not runs and not spend_db:
+        raise UserError("give at least one run log (or --spend-db URL)")
+    logs = [r for r in runs if r.suffix not in SPEND_DB_SUFFIXES]
+    databases = [f"sqlite:///{r}" for r in runs if r.suffix in SPEND_DB_SUFFIXES]
+    for r in runs:
+        if r.suffix in SPEND_DB_SUFFIXES and not r.is_file():
+            raise UserError(f"spend database not found: {r}")
+    spend = []
+    for url in databases + ([spend_db] if spend_db else []):
+        from routers.proxy.store import spend_attempts
+
+        spend += spend_attempts(url)
+    default_out = runs[0].with_name(runs[0].stem + "-report") if runs else Path("runs/proxy-report")
+    out_dir = out or default_out
+    files = write_report(logs, out_dir, title, human_cost, attempts=spend)
+    console = Console()
+    console.print(f"Markdown report: [bold]{files.markdown}[/]")
+    console.print(f"HTML report:     [bold]{files.html.resolve()}[/]")
+    console.print(f"Summary (JSON):  {files.summary_json}")
+
+
+@app.command("models")
+@friendly
+def models_command() -> None:
+    """List the models usable offline and how to install missing ones."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from llm_eff.models.registry import available_models
+
+    table = Table("model", "status", "description")
+    for row in available_models():
+        table.add_row(*row)
+    Console().print(table)
+    Console().print(
+        "Also: hf:DIR (a local HF model folder) and API ids through LiteLLM, "
+        "e.g. openai/gpt-4o-mini (needs its API key)."
+    )
+
+
+@app.command("benchmarks")
+@friendly
+def benchmarks_command() -> None:
+    """List the benchmarks `llm-eff eval --bench` accepts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from evals.benchmarks import list_benchmarks
+
+    table = Table("benchmark", "description")
+    for name, desc in list_benchmarks().items():
+        table.add_row(name, desc)
+    Console().print(table)

@@ -1,0 +1,157 @@
+"""`llm-eff serve`, `keys`, `spend`: the router proxy's commands."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from llm_eff.cli.app import app, friendly
+from llm_eff.core.errors import UserError
+
+
+def _proxy_config(config: Path | None, local: str | None) -> Any:
+    from routers.proxy.config import load_config, parse_config
+
+    if config is not None:
+        return load_config(config)
+    if local:
+        return parse_config({"upstreams": {local: {"kind": "local", "model": local}}})
+    raise UserError("give --config proxy.yaml or --local MODEL")
+
+
+@app.command("serve")
+@friendly
+def serve_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Proxy YAML: upstreams, "
+            "routers, auth, database_url (see routers/proxy/config.py).",
+        ),
+    ] = None,
+    local: Annotated[
+        str | None,
+        typer.Option(help="Serve this local model (e.g. smollm2-135m) with no config file."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+) -> None:
+    """Start the OpenAI-compatible router proxy (`/v1/chat/completions`, `/v1/models`, ...)."""
+    import uvicorn
+
+    from routers.proxy import create_app
+
+    app_ = create_app(_proxy_config(config, local))
+    # long-lived server: move start-up objects out of the collector's way and collect young
+    # objects less often, which keeps GC pauses out of the request latency tail
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+
+
+keys_app = typer.Typer(
+    help="Virtual API keys of the router proxy (stored hashed).", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _keystore(config: Path) -> Any:
+    from routers.proxy.store import Database, KeyStore
+
+    return KeyStore(Database(_proxy_config(config, None).database_url))
+
+
+@keys_app.command("create")
+@friendly
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A label for the key's owner.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Proxy YAML.")],
+    budget: Annotated[float | None, typer.Option(help="Budget in $.", min=0)] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.", min=1)] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.", min=1)] = None,
+) -> None:
+    """Create a key; its value is printed once and stored only as a hash."""
+    plaintext, record = _keystore(config).create(name, budget, rpm, tpm)
+    typer.echo(f"id: {record.id}\nkey: {plaintext}")
+
+
+@keys_app.command("list")
+@friendly
+def keys_list(config: Annotated[Path, typer.Option("--config", "-c", help="Proxy YAML.")]) -> None:
+    """List keys with their budgets, limits and spend."""
+    from rich.console import Console
+    from rich.table import Table
+
+    store = _keystore(config)
+    spent = store.spent()
+    table = Table("id", "name", "budget $", "spent $", "rpm", "tpm", "status")
+    for r in store.all():
+        table.add_row(
+            r.id,
+            r.name,
+            "-" if r.budget_usd is None else f"{r.budget_usd:g}",
+            f"{spent.get(r.id, 0.0):.6f}",
+            str(r.rpm or "-"),
+            str(r.tpm or "-"),
+            "revoked" if r.revoked else "active",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+@friendly
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`).")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Proxy YAML.")],
+) -> None:
+    """Revoke a key (a running proxy stops accepting it within seconds)."""
+    if not _keystore(config).revoke(key_id):
+        raise UserError(f"no active key with id '{key_id}'")
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command("spend")
+@friendly
+def spend_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Proxy YAML.")],
+) -> None:
+    """Summarise the proxy's spend log: requests, tokens, $ and latency per key and upstream."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from routers.proxy.store import Database
+
+    db = Database(_proxy_config(config, None).database_url)
+    rows = db.execute(
+        "SELECT COALESCE(key_id, '-'), upstream, COUNT(*), SUM(prompt_tokens), "
+        "SUM(completion_tokens), SUM(cost), AVG(latency_ms), AVG(overhead_ms) FROM spend_log "
+        "WHERE status = 200 GROUP BY key_id, upstream ORDER BY 6 DESC"
+    )
+    table = Table(
+        "key",
+        "upstream",
+        "requests",
+        "prompt tok",
+        "completion tok",
+        "$",
+        "mean latency ms",
+        "mean overhead ms",
+    )
+    for key, upstream, n, p, c, cost, lat, over in rows:
+        table.add_row(
+            key,
+            upstream or "-",
+            str(n),
+            str(p or 0),
+            str(c or 0),
+            f"{cost or 0:.6f}",
+            f"{lat or 0:.1f}",
+            f"{over or 0:.2f}",
+        )
+    Console().print(table)

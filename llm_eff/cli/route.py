@@ -1,0 +1,186 @@
+"""`llm-eff route bench|train|calibrate`: routers from recorded outcomes and run logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llm_eff.cli.app import app, friendly
+from llm_eff.core.errors import UserError
+
+route_app = typer.Typer(
+    help="Complexity-aware routing: benchmarks on recorded outcomes.", no_args_is_help=True
+)
+app.add_typer(route_app, name="route")
+
+
+@route_app.command("bench")
+@friendly
+def route_bench(
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Outcome CSV file or folder (RouteLLM's shape: "
+            "prompt + one True/False column per model), e.g. the routellm/mmlu folder."
+        ),
+    ],
+    strong: Annotated[str, typer.Option(help="Column of the strong model.")] = "gpt-4-1106-preview",
+    weak: Annotated[
+        str, typer.Option(help="Column of the weak model.")
+    ] = "mistralai/Mixtral-8x7B-Instruct-v0.1",
+    exclude: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSONL of prompts to drop (field "
+            "eval_prompt). Default: mmlu_contaminated_prompts.jsonl beside the "
+            "folder, if present."
+        ),
+    ] = None,
+    strong_price: Annotated[
+        str, typer.Option(help="LiteLLM id pricing the strong model.")
+    ] = "gpt-4-1106-preview",
+    weak_price: Annotated[
+        str, typer.Option(help="LiteLLM id pricing the weak model.")
+    ] = "together_ai/mistralai/Mixtral-8x7B-Instruct-v0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the subject split.")] = 0,
+) -> None:
+    """Train routers on half the subjects, score the rest: APGR, CPT, AIQ, latency."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from llm_eff.core.prices import api_price
+    from routers.bench import run_bench
+    from routers.outcomes import load_outcomes
+
+    if exclude is None and data.is_dir():
+        guess = data.parent / "mmlu_contaminated_prompts.jsonl"
+        exclude = guess if guess.is_file() else None
+    prices = {}
+    for side, model in (("strong", strong_price), ("weak", weak_price)):
+        price = api_price(model)
+        if price is None:
+            raise UserError(f"no list price for '{model}' in LiteLLM's cost map (--{side}-price)")
+        prices[side] = price
+    console = Console()
+    with console.status("embedding prompts and training routers ..."):
+        results, facts = run_bench(
+            load_outcomes(data, exclude), strong, weak, prices["strong"], prices["weak"], seed
+        )
+    console.print(
+        f"held out {facts['test_groups']} of {facts['test_groups'] + facts['train_groups']} "
+        f"groups ({facts['test_prompts']} prompts; trained on {facts['train_prompts']}). "
+        f"strong {facts['strong_accuracy']:.1%} at ${facts['strong_cost_per_query']:.6f}/query, "
+        f"weak {facts['weak_accuracy']:.1%} at ${facts['weak_cost_per_query']:.6f}/query"
+    )
+    table = Table(
+        "router",
+        "APGR",
+        "CPT(50%)",
+        "CPT(80%)",
+        "AIQ",
+        "$/query at strong accuracy",
+        "decision ms (p50)",
+    )
+    for r in results:
+        table.add_row(
+            r.name,
+            f"{r.apgr:.3f}",
+            f"{r.cpt50:.1%}",
+            f"{r.cpt80:.1%}",
+            f"{r.aiq:.4f}",
+            "-" if r.cost_at_strong_accuracy is None else f"{r.cost_at_strong_accuracy:.6f}",
+            "-" if r.decision_ms is None else f"{r.decision_ms:.3f}",
+        )
+    console.print(table)
+
+
+def _prompts_from(bench: str | None, prompts: Path | None) -> dict[str, str]:
+    """id -> prompt from a benchmark spec or a prompts file (lines, or JSONL with 'prompt')."""
+    if bench:
+        from evals.benchmarks import load_benchmark
+
+        return {t.id: t.prompt for t in load_benchmark(bench).tasks}
+    if prompts is None:
+        raise UserError("give --bench BENCH or --prompts FILE")
+    if not prompts.is_file():
+        raise UserError(f"prompts file not found: {prompts}")
+    import json
+
+    out = {}
+    for i, line in enumerate(prompts.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                value = json.loads(line)["prompt"] if line.lstrip().startswith("{") else line
+            except (json.JSONDecodeError, KeyError):
+                raise UserError(f"{prompts}:{i}: expected a JSON object with 'prompt'") from None
+            out[str(i)] = value
+    return out
+
+
+@route_app.command("train")
+@friendly
+def route_train(
+    runs: Annotated[Path, typer.Option(help="Run log with both systems' attempts.")],
+    bench: Annotated[str, typer.Option(help="The benchmark the run log is about (for prompts).")],
+    strong: Annotated[str, typer.Option(help="Name of the strong system in the run log.")],
+    weak: Annotated[str, typer.Option(help="Name of the weak system in the run log.")],
+    out: Annotated[Path, typer.Option(help="Folder to save the router in.")],
+    router: Annotated[str, typer.Option(help="knn or logistic (on MiniLM embeddings).")] = "knn",
+) -> None:
+    """Train a router from an eval run log: label = the cheapest system that passed."""
+    import numpy as np
+
+    from llm_eff.core.runlog import RunLog
+    from routers.embedding import embed
+    from routers.knn import TRAINED, save_router
+    from routers.training import routing_labels
+
+    if router not in TRAINED:
+        raise UserError(f"unknown router '{router}' (trainable: {', '.join(TRAINED)})")
+    if not runs.is_file():
+        raise UserError(f"run log not found: {runs}")
+    labels = routing_labels(RunLog(runs).read(), strong, weak)
+    prompts = _prompts_from(bench, None)
+    ids = [t for t in labels if t in prompts]
+    if not ids:
+        raise UserError(f"no task of the run log is in {bench}")
+    model = TRAINED[router]().fit(
+        embed([prompts[t] for t in ids]), np.array([labels[t] for t in ids], dtype=np.float32)
+    )
+    save_router(model, out)
+    typer.echo(
+        f"trained {router} on {len(ids)} tasks ({sum(labels[t] for t in ids)} need "
+        f"{strong}); saved to {out}"
+    )
+
+
+@route_app.command("calibrate")
+@friendly
+def route_calibrate(
+    router: Annotated[Path, typer.Option(help="Folder of a trained router.")],
+    strong_share: Annotated[
+        float,
+        typer.Option(help="Share of calls to send to the strong target, e.g. 0.3.", min=0, max=1),
+    ],
+    bench: Annotated[str | None, typer.Option(help="Representative prompts: a benchmark.")] = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(help="Representative prompts: a file (one per line, or JSONL with 'prompt')."),
+    ] = None,
+) -> None:
+    """Find the threshold that sends the requested share of calls to the strong target."""
+    from routers.embedding import embed
+    from routers.knn import load_router
+    from routers.training import calibrate_threshold
+
+    model = load_router(router)
+    texts = list(_prompts_from(bench, prompts).values())
+    scores = model.score_vectors(embed(texts))
+    threshold = calibrate_threshold(scores.tolist(), strong_share)
+    share = float((scores >= threshold).mean())
+    typer.echo(
+        f"threshold {threshold:.6f}: {share:.1%} of {len(texts)} prompts go strong; "
+        f"use model name router-<name>-{threshold:.6f}"
+    )
