@@ -1,6 +1,7 @@
 """Routing benchmark on recorded outcomes (e.g. RouteLLM's MMLU data): train routers on some
 groups (subjects), score the held-out ones, and compare APGR, CPT(50%), CPT(80%), AIQ, cost at
-the strong model's accuracy, and decision latency, against random and oracle routers.
+the strong model's accuracy, cost-of-pass at the CPT(50%) operating point, and decision
+latency, against random and oracle routers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evals.metrics.cost_of_pass import cost_of_pass
 from evals.metrics.routing import aiq, apgr, cpt, curve
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import Price
@@ -34,6 +36,7 @@ class RouterResult:
     aiq: float
     cost_at_strong_accuracy: float | None
     decision_ms: float | None
+    cost_of_pass_at_cpt50: float = float("inf")
 
 
 def split_groups(
@@ -116,15 +119,18 @@ def run_bench(
     for name, (scores, scorer) in scorers.items():
         points = curve(scores, s_ok, w_ok, s_cost, w_cost)
         reaching = [p.cost for p in points if p.accuracy >= strong_acc - 1e-12]
+        half = cpt(points, 0.5)
+        at_half = next(p for p in points if p.strong_share >= half - 1e-12)
         results.append(
             RouterResult(
                 name,
                 apgr(points),
-                cpt(points, 0.5),
+                half,
                 cpt(points, 0.8),
                 aiq(points),
                 min(reaching) if reaching else None,
                 _latency_ms(scorer, test.prompts) if scorer else None,
+                cost_of_pass([at_half.cost], [at_half.accuracy]),
             )
         )
     facts = {

@@ -118,6 +118,6 @@ def test_route_bench_command_on_real_outcomes(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     for router in ("random", "rules", "knn (MiniLM)", "logistic (MiniLM)", "oracle"):
         assert router in out.stdout
-    assert "held out 2 of 4 groups" in out.stdout
+    assert "held out 2 of 4 groups" in out.stdout and "cost-of-pass" in out.stdout
     bad = cli("route", "bench", "--data", str(folder), "--strong", "nope")
     assert bad.returncode == 2 and "no column 'nope'" in bad.stderr

@@ -81,6 +81,7 @@ def route_bench(
         "CPT(80%)",
         "AIQ",
         "$/query at strong accuracy",
+        "cost-of-pass at CPT(50%)",
         "decision ms (p50)",
     )
     for r in results:
@@ -91,6 +92,7 @@ def route_bench(
             f"{r.cpt80:.1%}",
             f"{r.aiq:.4f}",
             "-" if r.cost_at_strong_accuracy is None else f"{r.cost_at_strong_accuracy:.6f}",
+            f"{r.cost_of_pass_at_cpt50:.6f}",
             "-" if r.decision_ms is None else f"{r.decision_ms:.3f}",
         )
     console.print(table)
