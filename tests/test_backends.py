@@ -111,6 +111,13 @@ def test_litellm_backend_over_http(openai_server: str):
     assert _FakeOpenAI.requests[-1]["max_tokens"] == 30
 
 
+def test_openai_compatible_server_needs_no_key(openai_server: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    backend = LiteLLMBackend("openai/my-local-model", api_base=openai_server, retries=0)
+    out = backend.generate(["q"], GenerationConfig(max_new_tokens=5))
+    assert out[0][0].text == "answer 0" and out[0][0].cost.source == "unpriced"
+
+
 def test_missing_api_key_is_a_user_error(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(UserError, match="OPENAI_API_KEY"):

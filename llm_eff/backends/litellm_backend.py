@@ -17,6 +17,8 @@ from llm_eff.core.errors import BackendError, UserError
 from llm_eff.core.prices import api_price
 from llm_eff.core.types import Cost, Usage
 
+LOCAL_SERVER_KEY = "sk-no-key-required"
+
 
 def _litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -49,6 +51,8 @@ class LiteLLMBackend:
         concurrency: int = 8,
     ) -> None:
         check_api_key(model, api_base, api_key)
+        if api_base and not api_key:
+            api_key = LOCAL_SERVER_KEY  # OpenAI-compatible local servers accept any key
         self.name = model
         self.model = model
         self.api_base, self.api_key = api_base, api_key
