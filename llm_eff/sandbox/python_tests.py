@@ -91,8 +91,8 @@ def run_python_tests(
         by_signal = "process_limit"
     if by_signal and not outcome.passed:
         outcome.reason = by_signal
-    elif not report:
-        outcome.reason = "memory" if "MemoryError" in tail else "crash"
-    elif not per_test and "rror" in tail:
-        outcome.reason = classify([tail])
+    elif not per_test:
+        # no usable report (none, or one garbled by forked copies of the test process):
+        # read the reason from the output
+        outcome.reason = classify([tail]) if "rror" in tail else ("no_tests" if report else "crash")
     return outcome
