@@ -112,6 +112,17 @@ def _attempt(
     )
 
 
+def backend_for(system: SystemSpec, options: RunOptions) -> Backend:
+    """The backend that runs `system`'s model with the run's batching, pricing and engine."""
+    return make_backend(
+        parse_model(system.model),
+        options.batch_size,
+        options.hardware_dollars_per_hour,
+        system.api_base,
+        options.engine,
+    )
+
+
 def run_system(
     benchmark: Benchmark,
     system: SystemSpec,
@@ -126,14 +137,7 @@ def run_system(
     if not todo:
         return 0
     if not system.is_reference and backend is None:
-        ref = parse_model(system.model)
-        backend = make_backend(
-            ref,
-            options.batch_size,
-            options.hardware_dollars_per_hour,
-            system.api_base,
-            options.engine,
-        )
+        backend = backend_for(system, options)
     written = 0
 
     def finish(future: Future) -> None:
@@ -195,13 +199,7 @@ def run_systems(
         if not system.is_reference and pending(benchmark, tasks, system, log.done_keys()):
             key = (system.model, system.api_base)
             if key not in backends:
-                backends[key] = make_backend(
-                    parse_model(system.model),
-                    options.batch_size,
-                    options.hardware_dollars_per_hour,
-                    system.api_base,
-                    options.engine,
-                )
+                backends[key] = backend_for(system, options)
             backend = backends[key]
         written += run_system(benchmark, system, log, options, progress, backend)
     return written
