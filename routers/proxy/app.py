@@ -10,6 +10,8 @@ the hot path) and metrics. Responses carry `x-llm-eff-upstream`, `x-llm-eff-rout
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import time
@@ -107,13 +109,34 @@ class Proxy:
         self.usage: dict[str, KeyUsage] = {}
         self.reload_keys()
 
-    def reload_keys(self) -> None:
-        """Refresh keys (created or revoked elsewhere, e.g. by `llm-eff keys`) and spend."""
-        self.records = {r.key_hash: r for r in self.keys.all()}
-        for key_id, spent in self.keys.spent().items():
+    def _fetch_keys(self) -> tuple[dict[str, KeyRecord], dict[str, float]]:
+        """Keys, and spend per key when some key has a budget, from the database (blocking:
+        run it off the event loop)."""
+        records = {r.key_hash: r for r in self.keys.all()}
+        budgeted = any(r.budget_usd is not None for r in records.values())
+        return records, self.keys.spent() if budgeted else {}
+
+    def _apply_keys(self, records: dict[str, KeyRecord], spent: dict[str, float]) -> None:
+        """Merge fetched keys and spend into memory. Keys are never deleted and a revocation
+        is final, so a fetch that started before a revocation cannot bring the key back."""
+        merged = dict(self.records)
+        for key_hash, record in records.items():
+            known = merged.get(key_hash)
+            merged[key_hash] = known if known is not None and known.revoked else record
+        self.records = merged
+        for key_id, total in spent.items():
             state = self.usage.setdefault(key_id, KeyUsage())
-            state.spent = max(state.spent, spent)  # the log lags by one flush interval
-        self.loaded_at = time.monotonic()
+            state.spent = max(state.spent, total)  # the log lags by one flush interval
+
+    def reload_keys(self) -> None:
+        """Refresh keys (created or revoked elsewhere, e.g. by `llm-eff keys`) and spend now."""
+        self._apply_keys(*self._fetch_keys())
+
+    async def refresh_keys(self) -> None:
+        """Every KEY_RELOAD_S, reload keys and spend in a worker thread (off the hot path)."""
+        while True:
+            await asyncio.sleep(KEY_RELOAD_S)
+            self._apply_keys(*await asyncio.to_thread(self._fetch_keys))
 
     # -- request steps -------------------------------------------------------------------
     def authenticate(self, header: str) -> KeyRecord | None:
@@ -126,8 +149,6 @@ class Proxy:
             if self.config.require_keys and not token:
                 raise ProxyError(401, "missing API key", "authentication_error", "invalid_api_key")
             return None
-        if time.monotonic() - self.loaded_at > KEY_RELOAD_S:
-            self.reload_keys()
         record = find_key(self.records, token)
         if record is None:
             if not self.config.require_keys and not self.records:
@@ -298,7 +319,11 @@ def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202 - FastAPI lifespan protocol
+        refresher = asyncio.create_task(proxy.refresh_keys())
         yield
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
         await proxy.close()
 
     app = FastAPI(title="llm-eff router proxy", lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -176,7 +176,9 @@ class KeyStore:
 
     def spent(self) -> dict[str, float]:
         """Dollars spent per key id, from the spend log."""
-        rows = self.db.execute("SELECT key_id, SUM(cost) FROM spend_log GROUP BY key_id")
+        rows = self.db.execute(
+            "SELECT key_id, SUM(cost) FROM spend_log WHERE key_id IS NOT NULL GROUP BY key_id"
+        )
         return {k: float(v or 0.0) for k, v in rows if k}
 
 

@@ -176,7 +176,7 @@ class LiteLLMUpstream(Upstream):
         args = {
             k: v
             for k, v in body.items()
-            if k not in ("model", "stream", "route", "max_cost_per_million_tokens")
+            if k not in ("model", "stream")  # proxy-only knobs are gone already (chat.py)
         }
         try:
             resp = await litellm.acompletion(
