@@ -52,7 +52,10 @@ def serve_command(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+    # no X-Forwarded-* rewriting: the proxy does not use the client address
+    uvicorn.run(
+        app_, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False
+    )
 
 
 keys_app = typer.Typer(

@@ -89,6 +89,25 @@ class Metrics:
         self.upstream_errors = Counter(
             "llm_eff_proxy_upstream_errors_total", "Upstream failures", ["upstream"], registry=r
         )
+        self._served: dict[str, tuple[Any, ...]] = {}
+
+    def served(self, upstream: str, usage: Usage, dollars: float, latency: float) -> None:
+        """Count one successful request (labelled children cached per upstream)."""
+        children = self._served.get(upstream)
+        if children is None:
+            children = self._served[upstream] = (
+                self.requests.labels(upstream, "200"),
+                self.latency.labels(upstream),
+                self.tokens.labels(upstream, "prompt"),
+                self.tokens.labels(upstream, "completion"),
+                self.dollars.labels(upstream),
+            )
+        requests, latency_hist, prompt, completion, spent = children
+        requests.inc()
+        latency_hist.observe(latency)
+        prompt.inc(usage.prompt_tokens)
+        completion.inc(usage.completion_tokens)
+        spent.inc(dollars)
 
 
 class Proxy:
@@ -288,14 +307,11 @@ class Proxy:
                 "error": error,
             }
         )
-        m = self.metrics
-        m.requests.labels(upstream or "none", str(status)).inc()
         if status == 200:
-            m.latency.labels(upstream).observe(latency)
-            m.overhead.observe(overhead_s)
-            m.tokens.labels(upstream, "prompt").inc(usage.prompt_tokens)
-            m.tokens.labels(upstream, "completion").inc(usage.completion_tokens)
-            m.dollars.labels(upstream).inc(dollars)
+            self.metrics.served(upstream, usage, dollars, latency)
+            self.metrics.overhead.observe(overhead_s)
+        else:
+            self.metrics.requests.labels(upstream or "none", str(status)).inc()
 
     def chain(self, upstream: Upstream) -> list[Upstream]:
         """The upstream followed by its fallbacks."""

@@ -166,15 +166,14 @@ class Call:
     async def complete(self, upstream: Upstream, send: Any) -> None:
         """Non-streaming: the first success along the chain, else the last error."""
         try:
-            candidate, (data, usage), before = await self._try_chain(
-                upstream, lambda c: c.complete(self.forward)
+            candidate, (payload, usage), before = await self._try_chain(
+                upstream, lambda c: c.complete_raw(self.forward)
             )
         except UpstreamError as last:
             await self._fail(upstream, last, send)
             return
         after = time.perf_counter()
         dollars = candidate.cost(usage).dollars
-        payload = json.dumps(data).encode()
         overhead = (before - self.started) + (time.perf_counter() - after)
         self._done(candidate.name, usage, dollars, overhead, 200)
         await send_json(send, 200, payload, _route_headers(candidate.name, self.decision, overhead))

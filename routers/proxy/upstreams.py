@@ -68,6 +68,11 @@ class Upstream:
         """A non-streaming chat completion."""
         raise NotImplementedError
 
+    async def complete_raw(self, body: dict[str, Any]) -> tuple[bytes, Usage]:
+        """The same completion as JSON bytes, ready to send to the client."""
+        data, usage = await self.complete(body)
+        return json.dumps(data).encode(), usage
+
     def stream(self, body: dict[str, Any], usage_out: list[Usage]) -> AsyncIterator[bytes]:
         """SSE lines of a streaming completion; appends the final `Usage` to `usage_out`."""
         raise NotImplementedError
@@ -110,6 +115,11 @@ class OpenAIUpstream(Upstream):
 
     async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         """POST /chat/completions and return the JSON with its usage."""
+        raw, usage = await self.complete_raw(body)
+        return json.loads(raw), usage
+
+    async def complete_raw(self, body: dict[str, Any]) -> tuple[bytes, Usage]:
+        """POST /chat/completions; the upstream's JSON bytes pass through unchanged."""
         start = time.perf_counter()
         try:
             async with self._session().post(self.url, data=self._payload(body, False)) as resp:
@@ -123,8 +133,12 @@ class OpenAIUpstream(Upstream):
             raise UpstreamError(f"{self.name}: HTTP {status}", 502)
         if status >= 400:
             raise UpstreamError(f"{self.name}: {raw[:300].decode(errors='replace')}", status, False)
-        data = json.loads(raw)
-        return data, _usage_from(data.get("usage"), self.config.model, time.perf_counter() - start)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise UpstreamError(f"{self.name}: answer is not JSON", 502) from None
+        usage = _usage_from(data.get("usage"), self.config.model, time.perf_counter() - start)
+        return raw, usage
 
     async def stream(self, body: dict[str, Any], usage_out: list[Usage]) -> AsyncIterator[bytes]:
         """Pass the upstream's SSE lines through, reading usage from the last chunk."""
