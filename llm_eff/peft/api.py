@@ -1,0 +1,128 @@
+"""One entry point per step: `prepare` a model for a method, `save` it, `load` any saved adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from llm_eff.core.errors import UserError
+from llm_eff.peft.config import MethodConfig
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def _as_config(config: MethodConfig | str) -> MethodConfig:
+    return MethodConfig(config) if isinstance(config, str) else config
+
+
+def prepare(model: nn.Module, config: MethodConfig | str) -> nn.Module:
+    """`model` ready to train with the method: only the method's parameters require grad.
+
+    The result trains in a normal Hugging Face `Trainer` or accelerate loop: calling it with
+    `input_ids`, `attention_mask` and `labels` returns an output with `.loss`.
+    """
+    config = _as_config(config)
+    if config.method in ("lora", "qlora"):
+        from llm_eff.peft.lora import prepare_lora
+
+        return prepare_lora(model, config)
+    if config.method == "bit1":
+        from llm_eff.peft.binary import prepare_binary
+
+        return prepare_binary(model, config)
+    if config.method == "lst":
+        from llm_eff.peft.ladder import LadderSideModel
+
+        return LadderSideModel(model, config)
+    if config.method == "unipt":
+        from llm_eff.peft.unipt import UniPTModel
+
+        return UniPTModel(model, config)
+    model.requires_grad_(True)
+    return model
+
+
+def save(model: nn.Module, out_dir: str | Path, config: MethodConfig | str) -> None:
+    """Write the trained method's weights to `out_dir` (adapters in peft's file layout)."""
+    config = _as_config(config)
+    if config.method == "bit1":
+        from llm_eff.peft.binary import save_binary
+
+        save_binary(model, out_dir, config)
+    else:
+        model.save_pretrained(str(out_dir))
+
+
+def method_of(adapter_dir: str | Path) -> str:
+    """The method that wrote `adapter_dir`; UserError if it holds no adapter or model."""
+    path = Path(adapter_dir)
+    config_file = path / ADAPTER_CONFIG
+    if config_file.is_file():
+        try:
+            saved = json.loads(config_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{config_file}: not valid JSON ({exc.msg})") from None
+        if "llm_eff_method" in saved:
+            return str(saved["llm_eff_method"])
+        if saved.get("peft_type") == "LORA":
+            return "lora"
+        raise UserError(f"{config_file}: unsupported adapter type {saved.get('peft_type')!r}")
+    if (path / "config.json").is_file():
+        return "full"
+    raise UserError(f"{path}: no adapter_config.json or config.json (not a saved adapter)")
+
+
+def load(model: nn.Module | None, adapter_dir: str | Path) -> Any:
+    """Open any saved adapter over the base `model`, reading which method from its config.
+
+    LoRA/QLoRA go through `peft.PeftModel.from_pretrained`; 1-bit adapters through peft's LoRA
+    with their packed weights; LST and UniPT through their own `from_pretrained`; a fully
+    fine-tuned model directory is loaded by itself (`model` is then not needed).
+    """
+    method = method_of(adapter_dir)
+    if method == "full":
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(str(adapter_dir))
+    if model is None:
+        raise UserError(f"{adapter_dir}: a {method} adapter needs its base model")
+    if method == "lora":
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(adapter_dir))
+    if method == "bit1":
+        from llm_eff.peft.binary import load_binary
+
+        return load_binary(model, adapter_dir)
+    if method == "lst":
+        from llm_eff.peft.ladder import LadderSideModel
+
+        return LadderSideModel.from_pretrained(model, adapter_dir)
+    if method == "unipt":
+        from llm_eff.peft.unipt import UniPTModel
+
+        return UniPTModel.from_pretrained(model, adapter_dir)
+    raise UserError(f"{adapter_dir}: unknown method {method!r}")
+
+
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = total = 0
+    for p in model.parameters():
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return trainable, total
+
+
+def weights_size(out_dir: str | Path) -> int:
+    """Bytes of the weight files (safetensors/bin) written to `out_dir`."""
+    path = Path(out_dir)
+    return sum(
+        f.stat().st_size
+        for f in path.iterdir()
+        if f.suffix in (".safetensors", ".bin") and f.is_file()
+    )

@@ -1,0 +1,187 @@
+"""Parameter-efficient methods on a tiny random Llama: what trains, what stays frozen, what is
+saved, and what backward keeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from llm_eff.core.errors import UserError
+from llm_eff.models.tiny import tiny_llama
+from llm_eff.peft import MethodConfig, load, parameter_counts, prepare, save
+
+METHODS = ["lora", "bit1", "lst", "unipt", "full"]
+
+
+def _batch(seed: int = 0, batch: int = 2, length: int = 24) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 380, (batch, length), generator=g)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+
+def _train(model: torch.nn.Module, steps: int = 3, lr: float = 1e-2) -> None:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    model.train()
+    for step in range(steps):
+        model(**_batch(step)).loss.backward()
+        opt.step()
+        if step < steps - 1:
+            opt.zero_grad()
+
+
+def _logits(model: torch.nn.Module) -> torch.Tensor:
+    model.eval()
+    batch = _batch(99)
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_only_method_parameters_train_and_reload_is_exact(method: str, tmp_path: Path) -> None:
+    base, _ = tiny_llama()
+    frozen = [(p, p.detach().clone()) for p in base.parameters()]
+    config = MethodConfig(method)
+    model = prepare(base, config)
+    trainable, total = parameter_counts(model)
+    assert 0 < trainable <= total
+    if method != "full":
+        assert trainable < total / 4
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    _train(model)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None, f"{name} got no gradient"
+        else:
+            assert p.grad is None, f"frozen {name} got a gradient"
+    changed = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and not torch.equal(p.detach(), before[n])
+    ]
+    assert changed, "training changed no trainable parameter"
+    if method != "full":
+        for original, snapshot in frozen:
+            assert torch.equal(original.detach(), snapshot), "a backbone weight changed"
+    trained = _logits(model)
+    save(model, tmp_path / "adapter", config)
+    fresh, _ = tiny_llama()
+    reloaded = load(fresh, tmp_path / "adapter")
+    assert torch.equal(_logits(reloaded), trained)
+    assert not torch.equal(trained, _logits(tiny_llama()[0])), "the method changed nothing"
+
+
+def _graph_leaves(loss: torch.Tensor) -> set[int]:
+    seen, leaves, stack = set(), set(), [loss.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if hasattr(fn, "variable"):
+            leaves.add(id(fn.variable))
+        stack.extend(f for f, _ in fn.next_functions)
+    return leaves
+
+
+def _saved_bytes(model: torch.nn.Module) -> int:
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(**_batch(0, batch=4, length=96)).loss.backward()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("method", ["lst", "unipt"])
+def test_side_networks_do_not_backpropagate_through_the_backbone(method: str) -> None:
+    base, _ = tiny_llama()
+    backbone_ids = {id(p) for p in base.parameters()}
+    model = prepare(base, MethodConfig(method))
+    loss = model(**_batch()).loss
+    leaves = _graph_leaves(loss)
+    side_ids = {id(p) for p in model.parameters() if p.requires_grad}
+    assert leaves and leaves <= side_ids
+    assert not leaves & backbone_ids
+    lora = prepare(tiny_llama()[0], MethodConfig("lora"))
+    assert _saved_bytes(model) < 0.6 * _saved_bytes(lora)
+
+
+def test_binary_adapter_weights_are_two_levels_and_packed(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from llm_eff.peft.binary import adapter_linears
+
+    config = MethodConfig("bit1", rank=4)
+    model = prepare(tiny_llama()[0], config)
+    _train(model)
+    linears = adapter_linears(model)
+    for _, linear in linears:
+        assert linear.weight.unique().numel() <= 2  # the binarised weight the forward uses
+    save(model, tmp_path / "b", config)
+    state = load_file(str(tmp_path / "b" / "adapter_model.safetensors"))
+    n_weights = sum(linear.weight.numel() for _, linear in linears)
+    assert state["packed_bits"].dtype == torch.uint8
+    assert state["packed_bits"].numel() == (n_weights + 7) // 8
+    assert state["scale_offset"].shape == (len(linears), 2)
+    saved = json.loads((tmp_path / "b" / "adapter_config.json").read_text())
+    assert saved["llm_eff_method"] == "bit1" and saved["peft_type"] == "LORA"
+
+
+def test_lora_adapter_opens_with_peft_itself(tmp_path: Path) -> None:
+    from peft import PeftModel
+
+    config = MethodConfig("lora")
+    model = prepare(tiny_llama()[0], config)
+    _train(model)
+    save(model, tmp_path / "l", config)
+    opened = PeftModel.from_pretrained(tiny_llama()[0], str(tmp_path / "l"))
+    assert torch.equal(_logits(opened), _logits(model))
+
+
+def test_side_tuned_generation_matches_full_recompute() -> None:
+    model = prepare(tiny_llama()[0], MethodConfig("lst"))
+    _train(model, steps=2, lr=5e-2)
+    model.eval()
+    prompt = _batch(3, batch=1, length=10)["input_ids"]
+    out = model.generate(prompt, max_new_tokens=6)
+    tokens = prompt
+    with torch.no_grad():
+        for _ in range(6):
+            nxt = model(input_ids=tokens).logits[:, -1].argmax(-1, keepdim=True)
+            tokens = torch.cat([tokens, nxt], dim=1)
+    assert torch.equal(out, tokens)
+
+
+def test_lst_refuses_an_unsupported_architecture_and_unipt_takes_it() -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100))
+    with pytest.raises(UserError, match="lst supports"):
+        prepare(gpt2, MethodConfig("lst"))
+    with pytest.raises(UserError, match="target modules"):
+        prepare(gpt2, MethodConfig("lora"))
+    unipt = prepare(gpt2, MethodConfig("unipt"))
+    ids = torch.randint(0, 100, (1, 8))
+    assert unipt(input_ids=ids, labels=ids).loss.isfinite()
+
+
+def test_unknown_method_and_bad_values() -> None:
+    with pytest.raises(UserError, match="unknown method"):
+        MethodConfig("dora")
+    with pytest.raises(UserError, match="rank"):
+        MethodConfig("lora", rank=0)
+    assert MethodConfig("bitfit1").method == "bit1"
+
+
+def test_load_rejects_a_directory_without_an_adapter(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not a saved adapter"):
+        load(tiny_llama()[0], tmp_path)
