@@ -103,15 +103,17 @@ def prompt_text(tokenizer: Any, messages: tuple[tuple[str, str], ...]) -> str:
 
 
 def tokenize(tokenizer: Any, example: Example, max_length: int) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) with the prompt masked out (-100) and EOS after the completion."""
+    """(input_ids, labels) with the prompt masked out (-100) and EOS after the completion;
+    over `max_length`, the prompt loses its start so that the answer is always trained on."""
     prompt = tokenizer(prompt_text(tokenizer, example.messages), add_special_tokens=False)
     answer = tokenizer(example.completion, add_special_tokens=False)
     p_ids, a_ids = list(prompt["input_ids"]), list(answer["input_ids"])
     if tokenizer.eos_token_id is not None:
         a_ids.append(tokenizer.eos_token_id)
-    ids = (p_ids + a_ids)[:max_length]
-    labels = ([-100] * len(p_ids) + a_ids)[:max_length]
-    return ids, labels
+    a_ids = a_ids[:max_length]
+    if len(p_ids) + len(a_ids) > max_length:  # keep the answer; drop the prompt's start
+        p_ids = p_ids[len(p_ids) + len(a_ids) - max_length :]
+    return p_ids + a_ids, [-100] * len(p_ids) + a_ids
 
 
 def batches(

@@ -1,0 +1,94 @@
+"""Spider text-to-SQL (Yu et al., 2018) in its official file format: `dev.json` /
+`train_spider.json` (db_id, question, query) and `tables.json` (schemas).
+
+Examples become prompt/completion pairs (question plus a compact schema to the gold SQL), split
+by database so that the test questions come from databases never seen in training. Scoring is
+exact match after sqlglot normalisation (`evals.metrics.match.sql_match`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_eff.core.errors import UserError
+
+INSTRUCTION = "Write one SQLite query that answers the question. Reply with the SQL only."
+
+
+@dataclass(frozen=True)
+class SpiderExample:
+    """One question on one database, with its gold SQL."""
+
+    db_id: str
+    question: str
+    query: str
+
+
+def schema_text(entry: dict[str, Any]) -> str:
+    """A database schema as one line per table: `table(column type, ...)`."""
+    tables: list[list[str]] = [[] for _ in entry["table_names_original"]]
+    for (table, column), kind in zip(
+        entry["column_names_original"], entry["column_types"], strict=True
+    ):
+        if table >= 0:
+            tables[table].append(f"{column} {kind}")
+    return "\n".join(
+        f"{name}({', '.join(cols)})"
+        for name, cols in zip(entry["table_names_original"], tables, strict=True)
+    )
+
+
+def load_schemas(tables_json: str | Path) -> dict[str, str]:
+    """db_id -> schema text from a Spider `tables.json`."""
+    path = Path(tables_json)
+    if not path.is_file():
+        raise UserError(f"Spider tables file not found: {path}")
+    return {entry["db_id"]: schema_text(entry) for entry in json.loads(path.read_text())}
+
+
+def load_spider(questions_json: str | Path) -> list[SpiderExample]:
+    """Examples from a Spider questions file (dev.json, train_spider.json)."""
+    path = Path(questions_json)
+    if not path.is_file():
+        raise UserError(f"Spider questions file not found: {path}")
+    try:
+        rows = json.loads(path.read_text())
+        return [SpiderExample(r["db_id"], r["question"], r["query"]) for r in rows]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a Spider questions file ({exc})") from None
+
+
+def prompt(example: SpiderExample, schemas: dict[str, str]) -> str:
+    """The model's prompt for one question."""
+    if example.db_id not in schemas:
+        raise UserError(f"no schema for database '{example.db_id}' in tables.json")
+    return (
+        f"Database schema:\n{schemas[example.db_id]}\n\nQuestion: {example.question}\n{INSTRUCTION}"
+    )
+
+
+def split_by_database(
+    examples: list[SpiderExample], test_fraction: float = 0.3, seed: int = 0
+) -> tuple[list[SpiderExample], list[SpiderExample]]:
+    """(train, test) with whole databases held out until `test_fraction` of the questions are."""
+    dbs = sorted({e.db_id for e in examples})
+    random.Random(seed).shuffle(dbs)
+    held: set[str] = set()
+    count = 0
+    for db in dbs:
+        if count >= test_fraction * len(examples) or len(held) == len(dbs) - 1:
+            break
+        held.add(db)
+        count += sum(e.db_id == db for e in examples)
+    return [e for e in examples if e.db_id not in held], [e for e in examples if e.db_id in held]
+
+
+def to_prompt_completion(
+    examples: list[SpiderExample], schemas: dict[str, str]
+) -> list[dict[str, str]]:
+    """Rows in `llm-eff finetune`'s prompt/completion format."""
+    return [{"prompt": prompt(e, schemas), "completion": e.query} for e in examples]
