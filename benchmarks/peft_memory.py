@@ -99,7 +99,10 @@ def run_worker(method: str, phase: str, args: argparse.Namespace, workdir: Path)
         "--seq-len", str(args.seq_len), "--eval-limit", str(args.eval_limit),
         "--rank", str(args.rank), "--reduction", str(args.reduction),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    # large blocks straight from mmap, returned to the OS when freed: RSS then follows the
+    # tensors alive instead of what glibc's heap keeps after a free
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("ROW "):
             return json.loads(line[4:])

@@ -185,3 +185,26 @@ def test_unknown_method_and_bad_values() -> None:
 def test_load_rejects_a_directory_without_an_adapter(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a saved adapter"):
         load(tiny_llama()[0], tmp_path)
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "lst"])
+def test_chunked_training_loss_equals_the_models_own(method: str) -> None:
+    from llm_eff.peft.loss import training_loss
+
+    batch = _batch(5, batch=2, length=40)
+    batch["labels"][:, :7] = -100  # a masked prompt
+    grads = []
+    for chunked in (False, True):
+        model = prepare(tiny_llama()[0], MethodConfig(method))
+        if method != "full":
+            _train(model, steps=1)  # B / up-projections start at zero: move them first
+        model.zero_grad()
+        loss = training_loss(model, batch, chunk=16) if chunked else model(**batch).loss
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+        if chunked:
+            assert torch.allclose(loss, expected, atol=1e-5)
+        else:
+            expected = loss.detach()
+    for plain, chunk in zip(*grads, strict=True):
+        assert torch.allclose(plain, chunk, atol=1e-5, rtol=1e-4)

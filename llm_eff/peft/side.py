@@ -72,9 +72,12 @@ def backbone_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
 
 
 def shifted_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy; label -100 is ignored."""
-    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    return F.cross_entropy(shift_logits, labels[:, 1:].reshape(-1), ignore_index=-100)
+    """Next-token cross-entropy; label -100 is ignored. The labels are shifted rather than the
+    logits, so the (batch x length x vocabulary) logits are not copied."""
+    targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+    return F.cross_entropy(
+        logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+    )
 
 
 class SideTuned(nn.Module):
@@ -111,15 +114,21 @@ class SideTuned(nn.Module):
         """The side network's state (parameters and buffers), without the backbone."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
-    def _run(
+    @property
+    def lm_head(self) -> nn.Module:
+        """The backbone's (frozen) LM head."""
+        return self._parts[1]
+
+    def final_hidden(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None,
+        attention_mask: torch.Tensor | None = None,
         past: Any = None,
         cache: dict | None = None,
         start: int = 0,
     ) -> tuple[torch.Tensor, Any]:
-        decoder, head = self._parts
+        """(backbone's final hidden state plus the side correction, backbone KV cache)."""
+        decoder = self._parts[0]
         kwargs: dict[str, Any] = {"use_cache": cache is not None}
         if past is not None:
             kwargs[self._cache_arg] = past
@@ -132,7 +141,18 @@ class SideTuned(nn.Module):
             )
         hidden = tuple(h.detach() for h in out.hidden_states)
         final = hidden[-1] + self.side(hidden, start, cache).to(hidden[-1].dtype)
-        return head(final), getattr(out, self._cache_arg, None)
+        return final, getattr(out, self._cache_arg, None)
+
+    def _run(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        past: Any = None,
+        cache: dict | None = None,
+        start: int = 0,
+    ) -> tuple[torch.Tensor, Any]:
+        final, past = self.final_hidden(input_ids, attention_mask, past, cache, start)
+        return self.lm_head(final), past
 
     def forward(
         self,

@@ -23,6 +23,7 @@ from llm_eff.core.errors import UserError
 from llm_eff.peft.api import load, parameter_counts, prepare, save, weights_size
 from llm_eff.peft.config import MethodConfig
 from llm_eff.peft.data import Example, batches, load_examples, prompt_text, tokenize
+from llm_eff.peft.loss import training_loss
 from llm_eff.peft.memory import PeakMemory
 
 DEFAULT_LR = {
@@ -108,7 +109,7 @@ def train_loop(
         for step, batch in enumerate(data):
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             start = time.perf_counter()
-            loss = model(**batch).loss
+            loss = training_loss(model, batch)
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
