@@ -193,7 +193,7 @@ def test_chunked_training_loss_equals_the_models_own(method: str) -> None:
 
     batch = _batch(5, batch=2, length=40)
     batch["labels"][:, :7] = -100  # a masked prompt
-    grads = []
+    grads, losses = [], []
     for chunked in (False, True):
         model = prepare(tiny_llama()[0], MethodConfig(method))
         if method != "full":
@@ -202,9 +202,55 @@ def test_chunked_training_loss_equals_the_models_own(method: str) -> None:
         loss = training_loss(model, batch, chunk=16) if chunked else model(**batch).loss
         loss.backward()
         grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
-        if chunked:
-            assert torch.allclose(loss, expected, atol=1e-5)
-        else:
-            expected = loss.detach()
+        losses.append(loss.detach())
+    assert torch.allclose(losses[0], losses[1], atol=1e-5)
     for plain, chunk in zip(*grads, strict=True):
         assert torch.allclose(plain, chunk, atol=1e-5, rtol=1e-4)
+
+
+def _family_model(family: str) -> torch.nn.Module:
+    import transformers
+
+    config_cls, model_cls = {
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+    }[family]
+    config = config_cls(
+        vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return model_cls(config)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "mistral"])
+@pytest.mark.parametrize("method", ["lora", "bit1", "lst", "unipt"])
+def test_methods_work_on_other_model_families(family: str, method: str, tmp_path: Path) -> None:
+    model = prepare(_family_model(family), MethodConfig(method))
+    _train(model, steps=2)
+    trained = _logits(model)
+    save(model, tmp_path / "a", MethodConfig(method))
+    assert torch.equal(_logits(load(_family_model(family), tmp_path / "a")), trained)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_qlora_without_a_gpu_is_a_clear_error() -> None:
+    with pytest.raises(UserError, match="needs a CUDA GPU"):
+        prepare(tiny_llama()[0], MethodConfig("qlora"))
+
+
+@pytest.mark.gpu
+def test_qlora_trains_on_a_gpu(tmp_path: Path) -> None:
+    from llm_eff.models.tiny import save_tiny_llama
+    from llm_eff.peft.train import load_base
+
+    path = save_tiny_llama(tmp_path / "tiny")
+    model, _ = load_base(f"hf:{path}", "qlora")
+    model = prepare(model, MethodConfig("qlora"))
+    batch = {k: v.cuda() for k, v in _batch().items()}
+    loss = model(**batch).loss
+    loss.backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None for p in trainable)
+    save(model, tmp_path / "q", "qlora")
+    assert (tmp_path / "q" / "adapter_model.safetensors").is_file()
