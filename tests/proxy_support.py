@@ -101,3 +101,38 @@ def serve_in_thread(app, port: int | None = None):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def scripted_llm(script: dict[str, list[str]]) -> FastAPI:
+    """OpenAI-compatible server whose replies are scripted per model name: each request to a
+    model gets that model's next reply (the last one repeats). `app.state.prompts` keeps the
+    requests' last user messages, per model."""
+    app = FastAPI()
+    served: dict[str, int] = {}
+    prompts: dict[str, list[str]] = {}
+    app.state.prompts = prompts
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        model = body["model"].split("/")[-1]
+        replies = script.get(model) or ["Final Answer: unknown"]
+        i = served.get(model, 0)
+        served[model] = i + 1
+        prompts.setdefault(model, []).append(body["messages"][-1]["content"])
+        return {
+            "id": f"c{i}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": replies[min(i, len(replies) - 1)]},
+                }
+            ],
+            "usage": USAGE,
+        }
+
+    return app

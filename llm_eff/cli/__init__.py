@@ -1,11 +1,11 @@
 """`llm-eff`: evaluate systems for what a correct answer costs, write cost reports, serve the
 router proxy and train routers. User mistakes print one line and exit with status 2; nothing is
-half-written. Commands live in `evaluate.py`, `finetune.py`, `proxy.py` and `route.py`.
+half-written. Commands live in `agent.py`, `evaluate.py`, `finetune.py`, `proxy.py` and `route.py`.
 """
 
 from __future__ import annotations
 
-from llm_eff.cli import evaluate, finetune, proxy, route  # noqa: F401 - registers the commands
+from llm_eff.cli import agent, evaluate, finetune, proxy, route  # noqa: F401 - registers
 from llm_eff.cli.app import app
 
 

@@ -1,0 +1,106 @@
+"""`llm-eff agent run|sweep`: cost-aware agents on GAIA-format tasks, into the shared report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llm_eff.cli.app import app, friendly
+
+agent_app = typer.Typer(
+    help="Cost-aware langgraph agents on GAIA-format tasks (run one configuration or a grid).",
+    no_args_is_help=True,
+)
+app.add_typer(agent_app, name="agent")
+
+TASKS_HELP = "GAIA-format task directory (metadata.jsonl + attachments); default: gaia-mini."
+
+
+def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path | None,
+         hardware_price: float, limit: int | None) -> None:  # fmt: skip
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from agents import MINI_TASKS
+    from agents.gaia import load_tasks
+    from agents.runner import benchmark_name, run_agents
+    from evals.metrics.summary import summarize
+    from llm_eff.core.runlog import RunLog
+
+    console = Console()
+    directory = tasks_dir or MINI_TASKS
+    tasks = load_tasks(directory)[: limit or None]
+    bench = benchmark_name(directory)
+    run = run or Path("runs") / f"agents-{Path(directory).resolve().name}.jsonl"
+    log = RunLog(run)
+    names = {c.name for c in configs}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console) as bar:  # fmt: skip
+        job = bar.add_task("agent attempts", total=len(tasks) * len(configs))
+        done = {(b, t, h) for b, t, h, _ in log.done_keys()}
+        bar.update(job, completed=sum(
+            (bench, t.task_id, c.hash) in done for t in tasks for c in configs
+        ))  # fmt: skip
+        run_agents(tasks, configs, log, bench, hardware_price,
+                   progress=lambda a: bar.advance(job))  # fmt: skip
+    attempts = [a for a in log.read() if a.benchmark == bench and a.system in names]
+    summaries = sorted(summarize(attempts), key=lambda s: s.cost_of_pass)
+    from rich.table import Table
+
+    table = Table("configuration", "accuracy", "$ / task", "tokens / task", "cost-of-pass")
+    for s in summaries:
+        table.add_row(s.system, f"{s.accuracy:.1%}", f"{s.dollars_per_attempt:.6f}",
+                      f"{s.tokens_per_attempt:,.0f}", f"{s.cost_of_pass:.6f}")  # fmt: skip
+    console.print(table)
+    if len(summaries) > 1:
+        best = max(s.accuracy for s in summaries)
+        keep = [s for s in summaries if s.accuracy >= 0.95 * best]
+        pick = min(keep, key=lambda s: (s.cost_of_pass, s.dollars_per_attempt))
+        console.print(
+            f"recommended: [bold]{pick.system}[/] (accuracy {pick.accuracy:.1%}, >= 95% of the "
+            f"best {best:.1%}, at the lowest cost-of-pass among those)"
+        )
+    console.print(f"run log: {run}")
+    if report:
+        from evals.report import write_report
+
+        files = write_report([run], report)
+        console.print(f"report: {files.markdown} and {files.html}")
+
+
+@agent_app.command("run")
+@friendly
+def run_command(
+    config: Annotated[Path, typer.Option(help="Agent configuration (YAML).")],
+    tasks: Annotated[Path | None, typer.Option(help=TASKS_HELP)] = None,
+    run: Annotated[Path | None, typer.Option(help="Run log (JSONL); rerun to resume.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the cost report here.")] = None,
+    hardware_price: Annotated[float, typer.Option(help="$/hour for local models.")] = 0.10,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N tasks only.")] = None,
+) -> None:
+    """Run one agent configuration over a task set."""
+    from agents.config import load_config
+
+    _run(tasks, [load_config(config)], run, report, hardware_price, limit)
+
+
+@agent_app.command("sweep")
+@friendly
+def sweep_command(
+    grid: Annotated[
+        Path, typer.Option(help="YAML with 'base:' settings and a 'grid:' of lists to cross.")
+    ],
+    tasks: Annotated[Path | None, typer.Option(help=TASKS_HELP)] = None,
+    run: Annotated[Path | None, typer.Option(help="Run log (JSONL); rerun to resume.")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the cost report (frontier across configs) here.")
+    ] = None,
+    hardware_price: Annotated[float, typer.Option(help="$/hour for local models.")] = 0.10,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N tasks only.")] = None,
+) -> None:
+    """Run every configuration of a grid, then print accuracy, cost and the recommendation."""
+    from agents.config import load_grid
+
+    _run(tasks, load_grid(grid), run, report, hardware_price, limit)
