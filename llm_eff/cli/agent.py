@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly
+from llm_eff.cli.app import app, friendly, progress_bar
 
 agent_app = typer.Typer(
     help="Cost-aware langgraph agents on GAIA-format tasks (run one configuration or a grid).",
@@ -21,7 +21,6 @@ TASKS_HELP = "GAIA-format task directory (metadata.jsonl + attachments); default
 def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path | None,
          hardware_price: float, limit: int | None) -> None:  # fmt: skip
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from agents import MINI_TASKS
     from agents.gaia import load_tasks
@@ -36,8 +35,7 @@ def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path |
     run = run or Path("runs") / f"agents-{Path(directory).resolve().name}.jsonl"
     log = RunLog(run)
     names = {c.name for c in configs}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=console) as bar:  # fmt: skip
+    with progress_bar(console) as bar:
         job = bar.add_task("agent attempts", total=len(tasks) * len(configs))
         done = {(b, t, h) for b, t, h, _ in log.done_keys()}
         bar.update(job, completed=sum(

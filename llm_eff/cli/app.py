@@ -46,3 +46,16 @@ def friendly(func: Any) -> Any:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def progress_bar(console: Any) -> Any:
+    """The CLI's progress display: description, bar, done/total, elapsed time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.cli.app import app, friendly
+from llm_eff.cli.app import app, friendly, progress_bar
 from llm_eff.core.errors import UserError
 
 SPEND_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -72,7 +72,6 @@ def eval_command(
 ) -> None:
     """Run systems over a benchmark; every attempt lands in the run log as it finishes."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from evals.benchmarks import load_benchmark
     from evals.runner import RunOptions, pending, run_systems, select_tasks
@@ -112,13 +111,7 @@ def eval_command(
         f"[bold]{benchmark.description}[/]: {len(selected)} tasks, "
         f"{len(systems)} system(s), run log {log_path}"
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with progress_bar(console) as progress:
         bars = {}
         for s in systems:
             total = len(selected) * s.samples

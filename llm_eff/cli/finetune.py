@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly
+from llm_eff.cli.app import app, friendly, progress_bar
 
 
 @app.command("finetune")
@@ -62,7 +62,6 @@ def finetune_command(
     comparison table (trainable parameters, peak training memory, step time, tokens/s,
     adapter size, score)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from llm_eff.peft.config import DEFAULT_TARGETS, MethodConfig
     from llm_eff.peft.table import append_row, markdown, rich_table
@@ -88,13 +87,7 @@ def finetune_command(
         metric=metric,
         max_new_tokens=max_new_tokens,
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
+    with progress_bar(console) as bar:
         tasks: dict[str, int] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
