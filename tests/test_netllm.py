@@ -132,3 +132,72 @@ def test_user_split_leaks_nothing() -> None:
     assert len({t.user for t in test}) == 3 and len(train) + len(test) == len(traces)
     past, future = windows(test, history=10, horizon=5, stride=5)
     assert past.shape[1:] == (10, 3) and future.shape[1:] == (5, 3)
+
+
+def test_adapter_heads_always_give_valid_answers_and_reload_exactly(tmp_path: Path) -> None:
+    import torch
+
+    from llm_eff.models.tiny import tiny_llama
+    from llm_eff.netllm.adapter import STATE_FEATURES, NetLLM, load_netllm
+    from llm_eff.netllm.train import LMPolicy, lm_session_qoe, predict_vp
+
+    torch.manual_seed(0)
+    abr = NetLLM(tiny_llama()[0], "abr")
+    logits = abr.abr_logits(
+        torch.randn(2, 4), torch.randn(2, 4, STATE_FEATURES),
+        torch.randint(0, 6, (2, 4)), torch.arange(4).repeat(2, 1),
+    )  # fmt: skip
+    assert logits.shape == (2, 4, 6)
+    video = load_video(NETLLM / "abr_video_sizes" / "video1_sizes")
+    trace = load_traces(NETLLM / "abr_traces_fcc" / "test" / "fcc-test")[0]
+    policy = LMPolicy(abr, target_return=1.0)
+    assert np.isfinite(lm_session_qoe(policy, trace, video))
+    assert set(policy.actions) <= set(range(6)) and len(policy.actions) == video.shape[1]
+    vp = NetLLM(tiny_llama()[0], "vp", horizon=3, history=6)
+    past = np.random.default_rng(0).uniform(-180, 180, (7, 6, 3)).astype(np.float32)
+    angles, _ = predict_vp(vp, past)
+    assert angles.shape == (7, 3, 3) and np.all(np.abs(angles) <= 180)
+    assert np.allclose(angles, last_value(past, 3))  # zero-initialised head: last value
+    with torch.no_grad():
+        vp.head.weight.normal_()
+    vp.save(tmp_path / "vp", "tiny-llama")
+    reloaded, config = load_netllm(tmp_path / "vp")
+    assert config["task"] == "vp" and config["horizon"] == 3
+    assert np.array_equal(predict_vp(reloaded, past)[0], predict_vp(vp, past)[0])
+    with pytest.raises(UserError, match="unknown NetLLM task"):
+        NetLLM(tiny_llama()[0], "congestion")
+
+
+def test_netllm_cli_trains_and_evaluates_into_the_run_log(tmp_path: Path) -> None:
+    import shutil
+
+    from llm_eff.core.runlog import RunLog
+    from tests.conftest import cli
+
+    train = tmp_path / "train"
+    train.mkdir()
+    for f in sorted((NETLLM / "abr_traces_fcc" / "train" / "fcc-train").iterdir())[:3]:
+        shutil.copy(f, train / f.name)
+    video = NETLLM / "abr_video_sizes" / "video1_sizes"
+    result = cli("netllm", "abr", "train", "--traces", str(train), "--video", str(video),
+                 "--out", str(tmp_path / "abr"), "--model", "tiny-llama",
+                 "--steps", "3")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    again = cli("netllm", "abr", "train", "--traces", str(train), "--video", str(video),
+                "--out", str(tmp_path / "abr"), "--model", "tiny-llama")  # fmt: skip
+    assert again.returncode == 2 and "output directory exists" in again.stderr
+    run = tmp_path / "abr.jsonl"
+    result = cli("netllm", "abr", "eval", "--adapter", str(tmp_path / "abr"), "--traces",
+                 str(NETLLM / "abr_traces_fcc" / "test" / "fcc-test"), "--video", str(video),
+                 "--run", str(run), "--limit", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    attempts = RunLog(run).read()
+    assert len(attempts) == 8 and {a.benchmark for a in attempts} == {"netllm-abr"}
+    assert all(a.passed for a in attempts if a.system == "mpc")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "t.log").write_text("0 1\nnot a line\n")
+    result = cli("netllm", "abr", "train", "--traces", str(bad), "--video", str(video),
+                 "--out", str(tmp_path / "x"), "--model", "tiny-llama")  # fmt: skip
+    assert result.returncode == 2 and "t.log:2" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()

@@ -1,0 +1,271 @@
+"""Train and evaluate NetLLM adapters against the baselines, on the same splits.
+
+VP: windows of the training users (`split_users`, seed kept in the adapter's config) train the
+adapter with an L1 loss on wrapped angle changes; evaluation scores every test window.
+ABR: the baselines (BBA, rate-based, robust MPC) stream every training trace; their decisions
+with returns-to-go form the experience pool, on which the adapter learns to predict the action
+from (return-to-go, state) sequences. At test time it is asked for a high return (the 90th
+percentile of the pool's initial returns) and updates the return-to-go with each chunk's QoE.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llm_eff.netllm.abr import (
+    Observation,
+    Trace,
+    baseline,
+    mean_qoe,
+    run_session,
+)
+from llm_eff.netllm.adapter import CONFIG_FILE, RETURN_SCALE, NetLLM, abr_features
+from llm_eff.netllm.viewport import (
+    last_value,
+    linear_regression,
+    lstm_baseline,
+    mae_by_step,
+    normalise,
+    split_users,
+    velocity,
+    windows,
+    wrap,
+)
+
+Progress = Callable[[int, int], None] | None
+
+
+@dataclass
+class Trajectory:
+    """One baseline session: features (T, F), actions (T,), rewards (T,)."""
+
+    features: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+
+
+def collect_experience(
+    traces: list[Trace], video: np.ndarray, policies: tuple[str, ...] = ("bba", "rate", "mpc")
+) -> list[Trajectory]:
+    """The baselines' sessions on `traces` (the ABR experience pool)."""
+    from llm_eff.netllm.abr import Session
+
+    pool = []
+    for name in policies:
+        for trace in traces:
+            policy = baseline(name, video)
+            session = Session(trace, video)
+            feats, acts, rews = [], [], []
+            while not session.done:
+                obs = session.observe()
+                level = int(policy(obs))
+                feats.append(abr_features(obs))
+                acts.append(level)
+                rews.append(session.step(level).qoe)
+            pool.append(Trajectory(np.array(feats), np.array(acts), np.array(rews)))
+    return pool
+
+
+def _returns_to_go(rewards: np.ndarray) -> np.ndarray:
+    return np.cumsum(rewards[::-1])[::-1].copy() / RETURN_SCALE
+
+
+def train_abr(
+    model: NetLLM, pool: list[Trajectory], steps: int, batch_size: int = 16, window: int = 6,
+    lr: float = 3e-4, seed: int = 0, progress: Progress = None,
+) -> list[float]:  # fmt: skip
+    """Supervised decision-transformer training on the pool; returns the losses."""
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=lr)
+    model.train()
+    losses = []
+    for step in range(steps):
+        returns, states, actions, index = [], [], [], []
+        for _ in range(batch_size):
+            traj = rng.choice(pool)
+            start = rng.randrange(0, len(traj.actions) - window + 1)
+            rtg = _returns_to_go(traj.rewards)
+            returns.append(rtg[start : start + window])
+            states.append(traj.features[start : start + window])
+            actions.append(traj.actions[start : start + window])
+            index.append(np.arange(start, start + window))
+        logits = model.abr_logits(
+            torch.tensor(np.array(returns), dtype=torch.float32),
+            torch.tensor(np.array(states), dtype=torch.float32),
+            torch.tensor(np.array(actions), dtype=torch.long),
+            torch.tensor(np.array(index), dtype=torch.long),
+        )
+        target = torch.tensor(np.array(actions), dtype=torch.long)
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+        if progress:
+            progress(step + 1, steps)
+    model.eval()
+    return losses
+
+
+class LMPolicy:
+    """The adapted LM as an ABR policy (keeps the session's recent tokens)."""
+
+    def __init__(self, model: NetLLM, target_return: float, window: int = 6) -> None:
+        self.model, self.target, self.window = model, target_return, window
+        self.latencies: list[float] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new session."""
+        self.returns: list[float] = [self.target]
+        self.states: list[np.ndarray] = []
+        self.actions: list[int] = []
+        self._last_chunk = -1
+
+    def record(self, qoe: float) -> None:
+        """Lower the return-to-go by the last chunk's QoE."""
+        self.returns.append(self.returns[-1] - qoe / RETURN_SCALE)
+
+    def __call__(self, obs: Observation) -> int:
+        """The bitrate level for the next chunk."""
+        started = time.perf_counter()
+        self.states.append(abr_features(obs))
+        w = min(self.window, len(self.states))
+        actions = [*self.actions[-(w - 1):], 0] if w > 1 else [0]  # fmt: skip
+        with torch.no_grad():
+            logits = self.model.abr_logits(
+                torch.tensor([self.returns[-w:]], dtype=torch.float32),
+                torch.tensor(np.array([self.states[-w:]]), dtype=torch.float32),
+                torch.tensor([actions], dtype=torch.long),
+                torch.arange(obs.chunk_index - w + 1, obs.chunk_index + 1).unsqueeze(0),
+            )
+        level = int(logits[0, -1].argmax())
+        self.actions.append(level)
+        self.latencies.append(time.perf_counter() - started)
+        return level
+
+
+def lm_session_qoe(policy: LMPolicy, trace: Trace, video: np.ndarray) -> float:
+    """Mean QoE of one session driven by the LM policy."""
+    from llm_eff.netllm.abr import Session
+
+    policy.reset()
+    session = Session(trace, video)
+    qoes = []
+    while not session.done:
+        result = session.step(policy(session.observe()))
+        policy.record(result.qoe)
+        qoes.append(result.qoe)
+    return float(np.mean(qoes))
+
+
+def target_return(pool: list[Trajectory]) -> float:
+    """The 90th percentile of the pool's initial returns-to-go."""
+    return float(np.percentile([_returns_to_go(t.rewards)[0] for t in pool], 90))
+
+
+def evaluate_abr(
+    model: NetLLM, target: float, traces: list[Trace], video: np.ndarray, progress: Progress = None
+) -> dict[str, Any]:
+    """Mean QoE per method on `traces` (per trace too) and the LM's decision latency."""
+    per_trace: dict[str, list[float]] = {"netllm": [], "bba": [], "rate": [], "mpc": []}
+    policy = LMPolicy(model, target)
+    for i, trace in enumerate(traces):
+        per_trace["netllm"].append(lm_session_qoe(policy, trace, video))
+        for name in ("bba", "rate", "mpc"):
+            per_trace[name].append(mean_qoe(run_session(trace, video, baseline(name, video))))
+        if progress:
+            progress(i + 1, len(traces))
+    return {
+        "qoe": {k: float(np.mean(v)) for k, v in per_trace.items()},
+        "per_trace": per_trace,
+        "traces": [t.name for t in traces],
+        "latency_ms": 1000 * float(np.median(policy.latencies)),
+    }
+
+
+def train_vp(
+    model: NetLLM, past: np.ndarray, future: np.ndarray, steps: int, batch_size: int = 32,
+    lr: float = 3e-4, seed: int = 0, progress: Progress = None,
+) -> list[float]:  # fmt: skip
+    """L1 training on wrapped angle changes; returns the losses."""
+    rng = np.random.default_rng(seed)
+    x, last = normalise(past)
+    y = (wrap(future - last) / 90.0).astype(np.float32)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=lr)
+    model.train()
+    losses = []
+    for step in range(steps):
+        idx = rng.integers(0, len(x), batch_size)
+        pred = model.predict_vp(torch.from_numpy(x[idx]))
+        loss = (pred - torch.from_numpy(y[idx])).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+        if progress:
+            progress(step + 1, steps)
+    model.eval()
+    return losses
+
+
+def predict_vp(model: NetLLM, past: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, float]:
+    """(predicted angles, ms per window) for `past` windows."""
+    x, last = normalise(past)
+    out = []
+    started = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            out.append(model.predict_vp(torch.from_numpy(x[i : i + batch_size])).numpy())
+    ms = 1000 * (time.perf_counter() - started) / max(1, len(x))
+    return wrap(last + np.concatenate(out) * 90.0), ms
+
+
+def evaluate_vp(
+    model: NetLLM, train_windows: tuple[np.ndarray, np.ndarray],
+    test_windows: tuple[np.ndarray, np.ndarray], lstm_epochs: int = 5,
+) -> dict[str, Any]:  # fmt: skip
+    """MAE per horizon step for the adapter and the baselines on the test windows."""
+    past, future = test_windows
+    horizon = future.shape[1]
+    predicted, ms = predict_vp(model, past)
+    lstm = lstm_baseline(*train_windows, epochs=lstm_epochs)
+    methods = {
+        "netllm": predicted,
+        "last value": last_value(past, horizon),
+        "velocity": velocity(past, horizon),
+        "linear regression": linear_regression(past, horizon),
+        "lstm": lstm(past, horizon),
+    }
+    mae = {name: mae_by_step(pred, future).tolist() for name, pred in methods.items()}
+    return {"mae_by_step": mae, "mae": {k: float(np.mean(v)) for k, v in mae.items()},
+            "latency_ms_per_window": ms, "windows": len(past)}  # fmt: skip
+
+
+def vp_split(
+    data_dir: str | Path, history: int, horizon: int, seed: int, stride: int = 5
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(train windows, test windows), split by user."""
+    from llm_eff.netllm.viewport import load_head_traces
+
+    train, test = split_users(load_head_traces(data_dir), seed=seed)
+    return windows(train, history, horizon, stride), windows(test, history, horizon, stride)
+
+
+def write_config_extra(out: str | Path, **extra: Any) -> None:
+    """Add fields (split seed, target return, data paths) to a saved adapter's config."""
+    path = Path(out) / CONFIG_FILE
+    config = json.loads(path.read_text())
+    config.update(extra)
+    path.write_text(json.dumps(config, indent=2) + "\n")
