@@ -254,3 +254,21 @@ def test_qlora_trains_on_a_gpu(tmp_path: Path) -> None:
     assert trainable and all(p.grad is not None for p in trainable)
     save(model, tmp_path / "q", "qlora")
     assert (tmp_path / "q" / "adapter_model.safetensors").is_file()
+
+
+def test_prepared_models_train_in_a_hugging_face_trainer(tmp_path: Path) -> None:
+    from transformers import Trainer, TrainingArguments
+
+    base, _ = tiny_llama()
+    frozen = [(p, p.detach().clone()) for p in base.parameters()]
+    model = prepare(base, MethodConfig("lst"))
+    up_before = model.up_proj.weight.detach().clone()
+    ids = torch.randint(5, 300, (8, 16), generator=torch.Generator().manual_seed(0))
+    data = [{"input_ids": r, "attention_mask": torch.ones_like(r), "labels": r} for r in ids]
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, report_to=[],
+        save_strategy="no", use_cpu=True, learning_rate=1e-2,
+    )  # fmt: skip
+    Trainer(model=model, args=args, train_dataset=data).train()
+    assert not torch.equal(model.up_proj.weight, up_before)
+    assert all(torch.equal(p.detach(), snapshot) for p, snapshot in frozen)
