@@ -123,6 +123,12 @@ def llm_server():
         "calc": ["Action: calculator\nInput: 23 * 12 * 7", "Final Answer: 1932"],
         "lost": ["Action: sql\nInput: SELECT 1", "I am not sure.", "Action: teleport\nInput: x"],
         "plain": ["Final Answer: 1932"],
+        "py": [
+            "Action: python\nInput: import csv\n"
+            "rows = csv.DictReader(open('sales.csv'))\n"
+            "print(sum(float(r['amount']) for r in rows))",
+            "Final Answer: 1677.25",
+        ],
     }
     app = scripted_llm(script)
     with serve_in_thread(app) as url:
@@ -232,3 +238,14 @@ def test_embedded_model_runs_the_graph_end_to_end(tmp_path: Path) -> None:
     assert first.usage.completion_tokens > 0 and first.cost.dollars > 0
     assert first.details["llm_calls"] >= 1 and first.details["steps"] >= 1
     assert (first.output, first.details["trace"]) == (again.output, again.details["trace"])
+
+
+def test_python_tool_runs_in_the_sandbox_with_the_attachment(llm_server) -> None:
+    from agents.runner import attempt_for, make_backends
+
+    url, _ = llm_server
+    task = next(t for t in load_tasks(MINI_TASKS) if t.task_id == "mini-l1-csv")
+    config = _config(url, "py", tools=["python"])
+    attempt = attempt_for(task, config, "gaia:test", make_backends([config], 0.1)(config))
+    assert attempt.details["trace"][0]["observation"] == "1677.25"
+    assert attempt.passed
