@@ -79,16 +79,34 @@ def _returns_to_go(rewards: np.ndarray) -> np.ndarray:
     return np.cumsum(rewards[::-1])[::-1].copy() / RETURN_SCALE
 
 
+def optimise(
+    model: NetLLM, steps: int, lr: float, batch_loss: Callable[[int], torch.Tensor],
+    progress: Progress = None,
+) -> list[float]:  # fmt: skip
+    """AdamW over the adapter's trainable parameters, one `batch_loss(step)` per step."""
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=lr)
+    model.train()
+    losses = []
+    for step in range(steps):
+        loss = batch_loss(step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if progress:
+            progress(step + 1, steps)
+    model.eval()
+    return losses
+
+
 def train_abr(
     model: NetLLM, pool: list[Trajectory], steps: int, batch_size: int = 16, window: int = 6,
     lr: float = 3e-4, seed: int = 0, progress: Progress = None,
 ) -> list[float]:  # fmt: skip
     """Supervised decision-transformer training on the pool; returns the losses."""
     rng = random.Random(seed)
-    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=lr)
-    model.train()
-    losses = []
-    for step in range(steps):
+
+    def batch_loss(_: int) -> torch.Tensor:
         returns, states, actions, index = [], [], [], []
         for _ in range(batch_size):
             traj = rng.choice(pool)
@@ -105,17 +123,11 @@ def train_abr(
             torch.tensor(np.array(index), dtype=torch.long),
         )
         target = torch.tensor(np.array(actions), dtype=torch.long)
-        loss = torch.nn.functional.cross_entropy(
+        return torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
         )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if progress:
-            progress(step + 1, steps)
-    model.eval()
-    return losses
+
+    return optimise(model, steps, lr, batch_loss, progress)
 
 
 class LMPolicy:
@@ -203,21 +215,13 @@ def train_vp(
     rng = np.random.default_rng(seed)
     x, last = normalise(past)
     y = (wrap(future - last) / 90.0).astype(np.float32)
-    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=lr)
-    model.train()
-    losses = []
-    for step in range(steps):
+
+    def batch_loss(_: int) -> torch.Tensor:
         idx = rng.integers(0, len(x), batch_size)
         pred = model.predict_vp(torch.from_numpy(x[idx]))
-        loss = (pred - torch.from_numpy(y[idx])).abs().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if progress:
-            progress(step + 1, steps)
-    model.eval()
-    return losses
+        return (pred - torch.from_numpy(y[idx])).abs().mean()
+
+    return optimise(model, steps, lr, batch_loss, progress)
 
 
 def predict_vp(model: NetLLM, past: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, float]:
