@@ -181,6 +181,14 @@ def run_agents(
     return new
 
 
+def recommend(summaries: list[Any], keep_share: float = 0.95) -> tuple[Any, float]:
+    """(the configuration with the lowest cost-of-pass among those within `keep_share` of the
+    best accuracy, that best accuracy)."""
+    best = max(s.accuracy for s in summaries)
+    keep = [s for s in summaries if s.accuracy >= keep_share * best]
+    return min(keep, key=lambda s: (s.cost_of_pass, s.dollars_per_attempt)), best
+
+
 def benchmark_name(tasks_dir: str | Path) -> str:
     """The run-log benchmark name of a task directory."""
     return f"gaia:{Path(tasks_dir).resolve().name}"

@@ -67,7 +67,7 @@ def main() -> None:
 
     from agents import MINI_TASKS
     from agents.gaia import load_tasks
-    from agents.runner import benchmark_name, run_agents
+    from agents.runner import benchmark_name, recommend, run_agents
     from evals.metrics.summary import summarize
     from llm_eff.core.runlog import RunLog
 
@@ -115,9 +115,7 @@ def main() -> None:
         )  # fmt: skip
     console.print(f"{len(tasks)} tasks from {directory}; backbone {args.model}")
     console.print(table)
-    best = max(s.accuracy for s in summaries)
-    keep = [s for s in summaries if s.accuracy >= 0.95 * best]
-    pick = min(keep, key=lambda s: (s.cost_of_pass, s.dollars_per_attempt))
+    pick, best = recommend(summaries)
     rich_row = next((s for s in summaries if s.system.endswith(" rich")), None)
     console.print(
         f"recommended: {pick.system} (accuracy {pick.accuracy:.1%}; best {best:.1%})"

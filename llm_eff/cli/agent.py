@@ -24,7 +24,7 @@ def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path |
 
     from agents import MINI_TASKS
     from agents.gaia import load_tasks
-    from agents.runner import benchmark_name, run_agents
+    from agents.runner import benchmark_name, recommend, run_agents
     from evals.metrics.summary import summarize
     from llm_eff.core.runlog import RunLog
 
@@ -53,9 +53,7 @@ def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path |
                       f"{s.tokens_per_attempt:,.0f}", f"{s.cost_of_pass:.6f}")  # fmt: skip
     console.print(table)
     if len(summaries) > 1:
-        best = max(s.accuracy for s in summaries)
-        keep = [s for s in summaries if s.accuracy >= 0.95 * best]
-        pick = min(keep, key=lambda s: (s.cost_of_pass, s.dollars_per_attempt))
+        pick, best = recommend(summaries)
         console.print(
             f"recommended: [bold]{pick.system}[/] (accuracy {pick.accuracy:.1%}, >= 95% of the "
             f"best {best:.1%}, at the lowest cost-of-pass among those)"

@@ -39,14 +39,9 @@ def _refuse_existing(out: Path, overwrite: bool) -> None:
 
 
 def _backbone(model: str):  # noqa: ANN202
-    from llm_eff.backends.transformers_backend import load_local
-    from llm_eff.core.errors import UserError
-    from llm_eff.models import parse_model
+    from llm_eff.peft.train import load_base
 
-    ref = parse_model(model)
-    if not ref.is_local:
-        raise UserError(f"NetLLM adapts a local model, not an API model ({model})")
-    return load_local(ref)[0]
+    return load_base(model, "lora")[0]
 
 
 @abr_app.command("train")

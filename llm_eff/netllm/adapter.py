@@ -135,14 +135,13 @@ def load_netllm(directory: str | Path) -> tuple[NetLLM, dict[str, Any]]:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from llm_eff.backends.transformers_backend import load_local
-    from llm_eff.models import parse_model
+    from llm_eff.peft.train import load_base
 
     path = Path(directory)
     if not (path / CONFIG_FILE).is_file():
         raise UserError(f"{path}: not a NetLLM adapter (no {CONFIG_FILE})")
     config = json.loads((path / CONFIG_FILE).read_text())
-    backbone, _ = load_local(parse_model(config["base_model"]))
+    backbone, _ = load_base(config["base_model"], "lora")
     model = NetLLM(backbone, config["task"], config["horizon"], config["history"], config["rank"])
     set_peft_model_state_dict(model.lm, load_file(str(path / "adapter_model.safetensors")))
     model.load_state_dict(load_file(str(path / HEADS_FILE)), strict=False)

@@ -279,8 +279,10 @@ def finetune(
     train_examples, eval_examples = split_eval(
         examples, given_eval, train.eval_fraction, train.seed
     )
-    if train.metric not in ("exact", "sql"):
-        raise UserError(f"unknown metric '{train.metric}': use exact or sql")
+    from evals.metrics.match import SCORERS
+
+    if train.metric not in SCORERS:
+        raise UserError(f"unknown metric '{train.metric}': use {', '.join(SCORERS)}")
     tmp = prepare_out_dir(out, overwrite)
     try:
         torch.manual_seed(train.seed)
