@@ -81,7 +81,11 @@ def main() -> None:
         gain = (qoe - abr["qoe"]["mpc"]) / abs(abr["qoe"]["mpc"])
         table.add_row(name, f"{qoe:.3f}", f"{gain:+.1%}", f"{wins:.0%}",
                       f"{latency[name]:.2f}")  # fmt: skip
-    console.print(f"{len(test)} FCC test traces, backbone {args.model}")
+    console.print(
+        f"{len(test)} FCC test traces, backbone {args.model}; adapter latency "
+        f"{abr['latency_ms']:.1f} ms per lone decision, {abr['batched_latency_ms']:.2f} ms per "
+        "decision when sessions are batched"
+    )
     console.print(table)
 
     train_w, test_w = vp_split(args.data / "viewport_jin2022", 10, 5, args.seed)

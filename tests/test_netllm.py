@@ -201,3 +201,22 @@ def test_netllm_cli_trains_and_evaluates_into_the_run_log(tmp_path: Path) -> Non
                  "--out", str(tmp_path / "x"), "--model", "tiny-llama")  # fmt: skip
     assert result.returncode == 2 and "t.log:2" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
+
+
+def test_lockstep_batched_sessions_match_one_session_at_a_time() -> None:
+    import torch
+
+    from llm_eff.models.tiny import tiny_llama
+    from llm_eff.netllm.adapter import NetLLM
+    from llm_eff.netllm.train import LMPolicy, lm_session_qoe, lm_sessions_qoe
+
+    torch.manual_seed(1)
+    abr = NetLLM(tiny_llama()[0], "abr")
+    with torch.no_grad():
+        abr.head.weight.normal_(std=2.0)
+    video = load_video(NETLLM / "abr_video_sizes" / "video1_sizes")
+    traces = load_traces(NETLLM / "abr_traces_fcc" / "test" / "fcc-test")[:3]
+    batched, latencies, lone = lm_sessions_qoe(abr, 1.0, traces, video, batch_size=2)
+    alone = [lm_session_qoe(LMPolicy(abr, 1.0), trace, video) for trace in traces]
+    assert np.allclose(batched, alone)
+    assert len(latencies) == 3 * video.shape[1] and lone > 0

@@ -118,7 +118,8 @@ def abr_eval(
         log.append(attempt)
     _print_table(console, "mean QoE per chunk", result["qoe"])
     console.print(
-        f"adapter decision latency: {result['latency_ms']:.1f} ms (median); run log: {run}"
+        f"adapter decision latency: {result['latency_ms']:.1f} ms alone, "
+        f"{result['batched_latency_ms']:.2f} ms per decision in lockstep batches; run log: {run}"
     )
 
 

@@ -143,29 +143,78 @@ class LMPolicy:
         self.returns: list[float] = [self.target]
         self.states: list[np.ndarray] = []
         self.actions: list[int] = []
-        self._last_chunk = -1
 
     def record(self, qoe: float) -> None:
         """Lower the return-to-go by the last chunk's QoE."""
         self.returns.append(self.returns[-1] - qoe / RETURN_SCALE)
 
-    def __call__(self, obs: Observation) -> int:
-        """The bitrate level for the next chunk."""
-        started = time.perf_counter()
+    def _context(self, obs: Observation) -> tuple[list[float], np.ndarray, list[int], np.ndarray]:
+        """Add `obs` and return the decision's window: returns, states, actions, chunk indices."""
         self.states.append(abr_features(obs))
         w = min(self.window, len(self.states))
         actions = [*self.actions[-(w - 1):], 0] if w > 1 else [0]  # fmt: skip
-        with torch.no_grad():
-            logits = self.model.abr_logits(
-                torch.tensor([self.returns[-w:]], dtype=torch.float32),
-                torch.tensor(np.array([self.states[-w:]]), dtype=torch.float32),
-                torch.tensor([actions], dtype=torch.long),
-                torch.arange(obs.chunk_index - w + 1, obs.chunk_index + 1).unsqueeze(0),
-            )
-        level = int(logits[0, -1].argmax())
-        self.actions.append(level)
-        self.latencies.append(time.perf_counter() - started)
-        return level
+        index = np.arange(obs.chunk_index - w + 1, obs.chunk_index + 1)
+        return self.returns[-w:], np.array(self.states[-w:]), actions, index
+
+    def __call__(self, obs: Observation) -> int:
+        """The bitrate level for the next chunk."""
+        return decide([self], [obs])[0]
+
+
+def decide(policies: list[LMPolicy], observations: list[Observation]) -> list[int]:
+    """One batched forward pass choosing the next level for several sessions at once.
+
+    The sessions must be at the same chunk (as in lockstep evaluation), so their windows have
+    equal length; each policy records the per-decision latency (batch time / batch size).
+    """
+    started = time.perf_counter()
+    contexts = [p._context(o) for p, o in zip(policies, observations, strict=True)]
+    model = policies[0].model
+    with torch.no_grad():
+        logits = model.abr_logits(
+            torch.tensor([c[0] for c in contexts], dtype=torch.float32),
+            torch.tensor(np.array([c[1] for c in contexts]), dtype=torch.float32),
+            torch.tensor([c[2] for c in contexts], dtype=torch.long),
+            torch.tensor(np.array([c[3] for c in contexts]), dtype=torch.long),
+        )
+    levels = [int(level) for level in logits[:, -1].argmax(dim=-1)]
+    per_decision = (time.perf_counter() - started) / len(policies)
+    for policy, level in zip(policies, levels, strict=True):
+        policy.actions.append(level)
+        policy.latencies.append(per_decision)
+    return levels
+
+
+def lm_sessions_qoe(
+    model: NetLLM, target: float, traces: list[Trace], video: np.ndarray, batch_size: int = 64,
+    progress: Progress = None,
+) -> tuple[list[float], list[float], float]:  # fmt: skip
+    """Mean QoE per trace of the LM policy, sessions streamed in lockstep batches.
+
+    Returns (QoE per trace, per-decision latency with batching, latency of a lone decision).
+    """
+    from llm_eff.netllm.abr import Session
+
+    qoe: list[float] = []
+    latencies: list[float] = []
+    for first in range(0, len(traces), batch_size):
+        group = traces[first : first + batch_size]
+        policies = [LMPolicy(model, target) for _ in group]
+        sessions = [Session(trace, video) for trace in group]
+        per_chunk: list[list[float]] = [[] for _ in group]
+        while not sessions[0].done:
+            levels = decide(policies, [s.observe() for s in sessions])
+            for i, (session, level) in enumerate(zip(sessions, levels, strict=True)):
+                result = session.step(level)
+                policies[i].record(result.qoe)
+                per_chunk[i].append(result.qoe)
+        qoe += [float(np.mean(q)) for q in per_chunk]
+        latencies += [x for p in policies for x in p.latencies]
+        if progress:
+            progress(len(qoe), len(traces))
+    lone = LMPolicy(model, target)
+    lm_session_qoe(lone, traces[0], video)
+    return qoe, latencies, float(np.median(lone.latencies))
 
 
 def lm_session_qoe(policy: LMPolicy, trace: Trace, video: np.ndarray) -> float:
@@ -190,11 +239,15 @@ def target_return(pool: list[Trajectory]) -> float:
 def evaluate_abr(
     model: NetLLM, target: float, traces: list[Trace], video: np.ndarray, progress: Progress = None
 ) -> dict[str, Any]:
-    """Mean QoE per method on `traces` (per trace too) and the LM's decision latency."""
+    """Mean QoE per method on `traces` (per trace too) and the LM's decision latency.
+
+    The LM streams all sessions in lockstep batches (one forward pass per chunk for up to 64
+    sessions); `latency_ms` is a lone decision's latency, `batched_latency_ms` the per-decision
+    cost within a batch.
+    """
     per_trace: dict[str, list[float]] = {"netllm": [], "bba": [], "rate": [], "mpc": []}
-    policy = LMPolicy(model, target)
+    per_trace["netllm"], batched, lone = lm_sessions_qoe(model, target, traces, video)
     for i, trace in enumerate(traces):
-        per_trace["netllm"].append(lm_session_qoe(policy, trace, video))
         for name in ("bba", "rate", "mpc"):
             per_trace[name].append(mean_qoe(run_session(trace, video, baseline(name, video))))
         if progress:
@@ -203,7 +256,8 @@ def evaluate_abr(
         "qoe": {k: float(np.mean(v)) for k, v in per_trace.items()},
         "per_trace": per_trace,
         "traces": [t.name for t in traces],
-        "latency_ms": 1000 * float(np.median(policy.latencies)),
+        "latency_ms": 1000 * lone,
+        "batched_latency_ms": 1000 * float(np.median(batched)),
     }
 
 
