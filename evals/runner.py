@@ -107,6 +107,7 @@ def _attempt(
             "candidates": len(candidates),
             "candidates_scored": tried,
             "sandbox": outcome.isolation,
+            "runtime_s": outcome.runtime_s,
             "message": outcome.message[-1500:] if not outcome.passed else "",
         },
     )

@@ -40,7 +40,11 @@ def load_humaneval(path: str, timeout_s: float = 20.0) -> Benchmark:
             id=str(r["task_id"]),
             prompt=INSTRUCTION.format(prompt=r["prompt"]),
             language="python",
-            tests=f"{r['test']}\n\ndef test_check():\n    check({r['entry_point']})\n",
+            tests=(
+                f"{r['test']}\n\ndef test_check():\n    check({r['entry_point']})\n"
+                if str(r["test"]).strip()
+                else ""  # no check function: the task has no tests
+            ),
             entry_point=r["entry_point"],
             reference=r.get("canonical_solution") or "",
             metadata={"category": "humaneval", "raw_prompt": r["prompt"]},
@@ -62,4 +66,5 @@ def load_humaneval(path: str, timeout_s: float = 20.0) -> Benchmark:
         reference=reference,
         description=f"HumanEval-format tasks from {path} ({len(tasks)} tasks)",
         stop=("\n```\n",),
+        program=program_from_output,
     )

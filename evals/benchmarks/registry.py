@@ -4,6 +4,7 @@ ncb-python              NCB dev set, Python (package data)
 ncb-python:FILE         an NCB-format Python file (e.g. the full test set)
 ncb-java[:FILE]         the same for Java (needs NCB's JUnit jars: --java-libs)
 humaneval:FILE          any HumanEval-format .jsonl / .jsonl.gz
+efficiency[:SPLIT]      problems with efficiency headroom (packaged); SPLIT: all, train, test
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from evals.benchmarks.base import Benchmark
+from evals.benchmarks.efficiency import load_efficiency
 from evals.benchmarks.humaneval import load_humaneval
 from evals.benchmarks.ncb import load_ncb
 from llm_eff.core.errors import UserError
@@ -34,6 +36,10 @@ REGISTRY: dict[str, tuple[Callable[..., Benchmark], str]] = {
         "NaturalCodeBench dev, Java (70 problems, packaged; needs --java-libs)",
     ),
     "humaneval": (_humaneval, "HumanEval-format file given by path: humaneval:FILE"),
+    "efficiency": (
+        lambda split, **o: load_efficiency(split, timeout_s=o.get("timeout_s", 10.0)),
+        "problems with efficiency headroom (16, packaged); efficiency:train / efficiency:test",
+    ),
 }
 
 

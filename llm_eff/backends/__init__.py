@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llm_eff.backends.base import Backend, Completion, GenerationConfig
+from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.models.registry import ModelRef
 
@@ -22,6 +23,8 @@ def make_backend(
     if engine == "vllm":
         from llm_eff.backends.vllm_backend import VLLMBackend
 
+        if ref.kind == "adapter":
+            raise UserError("adapters run on the transformers engine: drop --engine vllm")
         path = ref.path
         if ref.kind == "embedded":
             from llm_eff.models.embedded import embedded_model_dir

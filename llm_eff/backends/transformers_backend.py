@@ -28,6 +28,14 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
         from llm_eff.models.tiny import tiny_llama
 
         model, tok = tiny_llama()
+    elif ref.kind == "adapter":
+        from llm_eff.models import parse_model
+        from llm_eff.peft.api import base_model_of, load
+
+        base, tok = load_local(parse_model(base_model_of(ref.path)))
+        model = load(base, ref.path)
+        if hasattr(model, "merge_and_unload"):  # LoRA: fold the adapter into the weights
+            model = model.merge_and_unload()
     else:
         if ref.kind == "embedded":
             from llm_eff.models.embedded import embedded_model_dir

@@ -3,6 +3,9 @@
     smollm2-135m             the embedded default (see `embedded.py`)
     tiny-llama               a 2-layer random Llama built in code (tests, smoke runs)
     hf:DIR  or  DIR          a local Hugging Face model directory
+    DIR (with adapter_config.json)
+                             an adapter saved by `llm-eff finetune` or `llm-eff rl train`,
+                             loaded over the base model it records
     api:ID  or  PROVIDER/ID  an API model through LiteLLM (e.g. openai/gpt-4o-mini), optionally
                              at an OpenAI-compatible `api_base`
 Nothing is downloaded: hub ids that are not local directories are treated as API models only
@@ -25,7 +28,7 @@ LOCAL_NAMES = {
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A resolved model reference: kind is 'embedded', 'tiny', 'hf' or 'api'."""
+    """A resolved model reference: kind is 'embedded', 'tiny', 'hf', 'adapter' or 'api'."""
 
     kind: str
     name: str
@@ -53,6 +56,9 @@ def parse_model(spec: str) -> ModelRef:
         return ModelRef("embedded", spec)
     if spec == "tiny-llama":
         return ModelRef("tiny", spec)
+    if Path(spec).is_dir() and (Path(spec) / "adapter_config.json").is_file():
+        path = Path(spec).expanduser()
+        return ModelRef("adapter", path.resolve().name, str(path.resolve()))
     if spec.startswith("hf:") or Path(spec).is_dir():
         path = Path(spec.removeprefix("hf:")).expanduser()
         if not (path / "config.json").is_file():

@@ -12,6 +12,7 @@ from llm_eff.core.errors import UserError
 from llm_eff.peft.config import MethodConfig
 
 ADAPTER_CONFIG = "adapter_config.json"
+BASE_FILE = "llm_eff_base.json"  # {"model": the --model string the adapter was trained on}
 
 
 def _as_config(config: MethodConfig | str) -> MethodConfig:
@@ -45,9 +46,18 @@ def prepare(model: nn.Module, config: MethodConfig | str) -> nn.Module:
     return model
 
 
-def save(model: nn.Module, out_dir: str | Path, config: MethodConfig | str) -> None:
-    """Write the trained method's weights to `out_dir` (adapters in peft's file layout)."""
+def save(
+    model: nn.Module, out_dir: str | Path, config: MethodConfig | str, base_model: str = ""
+) -> None:
+    """Write the trained method's weights to `out_dir` (adapters in peft's file layout).
+
+    `base_model` (the `--model` string of the base) is recorded beside them, so that the
+    directory alone names a system: `llm-eff eval --system DIR`.
+    """
     config = _as_config(config)
+    if base_model:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / BASE_FILE).write_text(json.dumps({"model": base_model}) + "\n")
     if config.method == "bit1":
         from llm_eff.peft.binary import save_binary
 
@@ -73,6 +83,17 @@ def method_of(adapter_dir: str | Path) -> str:
     if (path / "config.json").is_file():
         return "full"
     raise UserError(f"{path}: no adapter_config.json or config.json (not a saved adapter)")
+
+
+def base_model_of(adapter_dir: str | Path) -> str:
+    """The base `--model` string recorded by `save`; UserError if the adapter has none."""
+    path = Path(adapter_dir) / BASE_FILE
+    if not path.is_file():
+        raise UserError(f"{adapter_dir}: no {BASE_FILE}, so its base model is unknown")
+    try:
+        return str(json.loads(path.read_text())["model"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f'{path}: expected {{"model": "..."}}') from None
 
 
 def load(model: nn.Module | None, adapter_dir: str | Path) -> Any:

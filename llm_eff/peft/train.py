@@ -306,7 +306,7 @@ def finetune(
             (lambda step, _loss: progress("train", step, train.steps)) if progress else None,
         )
         model = getattr(model, "module", model)
-        save(model, tmp, method)
+        save(model, tmp, method, base_model=model_spec)
         tok.save_pretrained(str(tmp))
         fresh, _ = load_base(model_spec, method.method)
         reloaded = load(fresh, tmp)

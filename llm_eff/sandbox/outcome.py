@@ -36,6 +36,7 @@ class TestOutcome:
     message: str = ""
     wall_s: float = 0.0
     isolation: str = ""
+    runtime_s: float | None = None  # CPU time of the timed workload, where a benchmark times it
 
     @property
     def score(self) -> float:
