@@ -78,7 +78,7 @@ def test_every_reference_passes_and_every_naive_version_is_slower_or_cut_off() -
 def test_efficiency_splits_are_disjoint_and_eval_records_runtime() -> None:
     train, test = load_efficiency("train"), load_efficiency("test")
     assert {t.id for t in train.tasks}.isdisjoint({t.id for t in test.tasks})
-    assert len(train.tasks) + len(test.tasks) == len(TASKS) and len(test.tasks) == 6
+    assert len(train.tasks) + len(test.tasks) == len(TASKS) and len(test.tasks) == 9
     task = test.tasks[0]
     outcome = test.score(task, test.reference_output(task))
     assert outcome.passed and outcome.runtime_s is not None and outcome.runtime_s > 0

@@ -1,8 +1,8 @@
 """The efficiency set: problems where a naive solution is correct but measurably slower.
 
-    efficiency          all 16 problems
-    efficiency:train    the 10 training problems
-    efficiency:test     the 6 held-out problems (split by problem, stable across runs)
+    efficiency          all 24 problems
+    efficiency:train    the 15 training problems
+    efficiency:test     the 9 held-out problems (split by problem, stable across runs)
 
 Prompts are HumanEval-style (complete the function). A passing program's workload is timed in
 the sandbox (`llm_eff.sandbox.timing`), so eval attempts carry `runtime_s` next to pass/fail.

@@ -3,10 +3,11 @@
 Each problem has a HumanEval-style prompt (signature and docstring), a good reference
 solution, a naive one (quadratic instead of linear, recomputation instead of memoisation,
 list instead of set lookups, ...), pytest tests, and a workload that calls the function on a
-sizeable input (what the execution reward times). Where the naive version is exponential, a
-test's input is large enough that it runs into the sandbox's time limit, so the tests time-box
-it. `tests/test_rl.py` checks that every reference passes, every naive version passes or is cut
-off, and the naive version is slower on the workload.
+sizeable input (what the execution reward times; inputs it builds at module level are not
+timed). Where the naive version is exponential, a test's input is large enough that it runs
+into the sandbox's time limit, so the tests time-box it. `tests/test_rl.py` checks that every
+reference passes, every naive version passes or is cut off, and the naive version is slower
+on the workload.
 
 Written for this project (Apache-2.0); sizes are set so a reference workload call takes
 milliseconds on a laptop core.
@@ -559,6 +560,261 @@ def test_large():
         workload="""\
 def workload():
     binomial(18, 9)
+""",
+    ),
+    Problem(
+        "is_palindrome",
+        prompt='''\
+def is_palindrome(text: str) -> bool:
+    """Return True if text reads the same forwards and backwards."""
+''',
+        reference="""\
+def is_palindrome(text: str) -> bool:
+    return text == text[::-1]
+""",
+        naive="""\
+def is_palindrome(text: str) -> bool:
+    reversed_text = ""
+    for ch in text:
+        reversed_text = ch + reversed_text
+    return text == reversed_text
+""",
+        tests="""\
+def test_small():
+    assert is_palindrome("racecar")
+    assert not is_palindrome("ab")
+    assert is_palindrome("")
+
+def test_large():
+    assert is_palindrome("ab" * 3000 + "a")
+""",
+        workload="""\
+def workload():
+    is_palindrome("abc" * 2000 + "cba" * 2000)
+""",
+    ),
+    Problem(
+        "sum_of_squares",
+        prompt='''\
+def sum_of_squares(n: int) -> int:
+    """Return 1*1 + 2*2 + ... + n*n (0 for n = 0)."""
+''',
+        reference="""\
+def sum_of_squares(n: int) -> int:
+    return n * (n + 1) * (2 * n + 1) // 6
+""",
+        naive="""\
+def sum_of_squares(n: int) -> int:
+    total = 0
+    for i in range(1, n + 1):
+        total += i * i
+    return total
+""",
+        tests="""\
+def test_small():
+    assert sum_of_squares(0) == 0
+    assert sum_of_squares(3) == 14
+
+def test_large():
+    assert sum_of_squares(100000) == 333338333350000
+""",
+        workload="""\
+def workload():
+    sum_of_squares(50000)
+""",
+    ),
+    Problem(
+        "sum_list",
+        prompt='''\
+def sum_list(values: list) -> int:
+    """Return the sum of the numbers in values."""
+''',
+        reference="""\
+def sum_list(values: list) -> int:
+    return sum(values)
+""",
+        naive="""\
+def sum_list(values: list) -> int:
+    total = 0
+    for i in range(len(values)):
+        total = total + values[i]
+    return total
+""",
+        tests="""\
+def test_small():
+    assert sum_list([1, 2, 3]) == 6
+    assert sum_list([]) == 0
+
+def test_large():
+    assert sum_list(list(range(10000))) == 49995000
+""",
+        workload="""\
+VALUES = list(range(20000))
+
+
+def workload():
+    sum_list(VALUES)
+""",
+    ),
+    Problem(
+        "count_vowels",
+        prompt='''\
+def count_vowels(text: str) -> int:
+    """Return how many characters of text are lowercase vowels (a, e, i, o, u)."""
+''',
+        reference="""\
+def count_vowels(text: str) -> int:
+    return sum(map(text.count, "aeiou"))
+""",
+        naive="""\
+def count_vowels(text: str) -> int:
+    count = 0
+    for ch in text:
+        if ch in ["a", "e", "i", "o", "u"]:
+            count += 1
+    return count
+""",
+        tests="""\
+def test_small():
+    assert count_vowels("hello world") == 3
+    assert count_vowels("xyz") == 0
+
+def test_large():
+    assert count_vowels("banana" * 2000) == 6000
+""",
+        workload="""\
+def workload():
+    count_vowels("the quick brown fox " * 1000)
+""",
+    ),
+    Problem(
+        "reverse_words",
+        prompt='''\
+def reverse_words(text: str) -> str:
+    """Return the words of text (separated by single spaces) in reverse order."""
+''',
+        reference="""\
+def reverse_words(text: str) -> str:
+    return " ".join(reversed(text.split(" ")))
+""",
+        naive="""\
+def reverse_words(text: str) -> str:
+    words = text.split(" ")
+    out = ""
+    for w in words:
+        out = w + (" " + out if out else "")
+        out = "".join(list(out))
+    return out
+""",
+        tests="""\
+def test_small():
+    assert reverse_words("a b c") == "c b a"
+    assert reverse_words("one") == "one"
+
+def test_large():
+    assert reverse_words(" ".join(["w"] * 2000)) == " ".join(["w"] * 2000)
+""",
+        workload="""\
+def workload():
+    reverse_words(" ".join(["word"] * 1500))
+""",
+    ),
+    Problem(
+        "max_value",
+        prompt='''\
+def max_value(values: list) -> int:
+    """Return the largest number in the non-empty list values."""
+''',
+        reference="""\
+def max_value(values: list) -> int:
+    return max(values)
+""",
+        naive="""\
+def max_value(values: list) -> int:
+    for v in values:
+        if all(v >= w for w in values):
+            return v
+""",
+        tests="""\
+def test_small():
+    assert max_value([3, 9, 2]) == 9
+    assert max_value([-5]) == -5
+
+def test_large():
+    assert max_value(list(range(2000))) == 1999
+""",
+        workload="""\
+def workload():
+    max_value(list(range(1500)))
+""",
+    ),
+    Problem(
+        "gcd",
+        prompt='''\
+def gcd(a: int, b: int) -> int:
+    """Return the greatest common divisor of the positive integers a and b."""
+''',
+        reference="""\
+def gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a
+""",
+        naive="""\
+def gcd(a: int, b: int) -> int:
+    for d in range(min(a, b), 0, -1):
+        if a % d == 0 and b % d == 0:
+            return d
+""",
+        tests="""\
+def test_small():
+    assert gcd(12, 18) == 6
+    assert gcd(7, 5) == 1
+
+def test_large():
+    assert gcd(1000003, 2000006) == 1000003
+    assert gcd(1000000, 999999) == 1
+""",
+        workload="""\
+def workload():
+    gcd(300007, 600011)
+""",
+    ),
+    Problem(
+        "contains_sorted",
+        prompt='''\
+def contains_sorted(values: list, x: int) -> bool:
+    """Return True if x occurs in values, a list sorted in increasing order."""
+''',
+        reference="""\
+def contains_sorted(values: list, x: int) -> bool:
+    from bisect import bisect_left
+    i = bisect_left(values, x)
+    return i < len(values) and values[i] == x
+""",
+        naive="""\
+def contains_sorted(values: list, x: int) -> bool:
+    for v in values:
+        if v == x:
+            return True
+    return False
+""",
+        tests="""\
+def test_small():
+    assert contains_sorted([1, 3, 5], 3)
+    assert not contains_sorted([1, 3, 5], 4)
+    assert not contains_sorted([], 1)
+
+def test_large():
+    assert not contains_sorted(list(range(0, 20000, 2)), 19999)
+""",
+        workload="""\
+VALUES = list(range(0, 40000, 2))
+
+
+def workload():
+    for x in (39999, 39998, 1, 20001):
+        contains_sorted(VALUES, x)
 """,
     ),
 ]

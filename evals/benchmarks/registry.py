@@ -38,7 +38,7 @@ REGISTRY: dict[str, tuple[Callable[..., Benchmark], str]] = {
     "humaneval": (_humaneval, "HumanEval-format file given by path: humaneval:FILE"),
     "efficiency": (
         lambda split, **o: load_efficiency(split, timeout_s=o.get("timeout_s", 10.0)),
-        "problems with efficiency headroom (16, packaged); efficiency:train / efficiency:test",
+        "problems with efficiency headroom (24, packaged); efficiency:train / efficiency:test",
     ),
 }
 

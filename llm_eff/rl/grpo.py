@@ -113,6 +113,10 @@ def train_grpo(
         processing_class=tokenizer,
         callbacks=[Report()],
     )
+    if progress is not None:  # our progress bar replaces the Trainer's printed log dicts
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(trl_dir)) if trl_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     return history

@@ -345,7 +345,7 @@ def train_ppo(
             step=step,
             reward_mean=float(scores.mean()),
             pass_rate=sum(bool(i.get("passed")) for _, i in scored) / len(scored),
-            runtime_ratio=sum(ratios) / len(ratios) if ratios else float("nan"),
+            runtime_ratio=sum(ratios) / len(ratios) if ratios else None,
             seconds=time.perf_counter() - started,
         )
         history.append(stats)
