@@ -9,6 +9,9 @@ Spec strings (the CLI's `--system`):
     MODEL:samples=5,temperature=0.8    5 independent attempts per task (for pass@k)
     MODEL:max_tokens=256,name=short    any of: samples, best_of, temperature, top_p,
                                        max_tokens, name, api_base
+    drllm:DIR[:options]                Dr.LLM routers over their base model (layers executed
+                                       are reported per attempt)
+    DIR[:options]                      an adapter written by finetune / rl train
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class SystemSpec:
 def parse_system(spec: str) -> SystemSpec:
     """Parse a system spec string (see module docstring); UserError on a malformed one."""
     spec = spec.strip()
-    prefix = next((p for p in ("api:", "hf:") if spec.startswith(p)), "")
+    prefix = next((p for p in ("api:", "hf:", "drllm:") if spec.startswith(p)), "")
     model, _, options = spec[len(prefix) :].partition(":")
     model = prefix + model if model else ""
     if not model:

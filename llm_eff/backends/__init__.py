@@ -23,8 +23,8 @@ def make_backend(
     if engine == "vllm":
         from llm_eff.backends.vllm_backend import VLLMBackend
 
-        if ref.kind == "adapter":
-            raise UserError("adapters run on the transformers engine: drop --engine vllm")
+        if ref.kind in ("adapter", "drllm"):
+            raise UserError(f"{ref.kind} systems run on the transformers engine, not vllm")
         path = ref.path
         if ref.kind == "embedded":
             from llm_eff.models.embedded import embedded_model_dir

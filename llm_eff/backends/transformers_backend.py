@@ -28,6 +28,12 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
         from llm_eff.models.tiny import tiny_llama
 
         model, tok = tiny_llama()
+    elif ref.kind == "drllm":
+        from llm_eff.depth.router import load_drllm, read_config
+        from llm_eff.models import parse_model
+
+        base, tok = load_local(parse_model(read_config(ref.path)["base_model"]))
+        model = load_drllm(ref.path, base)
     elif ref.kind == "adapter":
         from llm_eff.models import parse_model
         from llm_eff.peft.api import base_model_of, load
@@ -142,19 +148,28 @@ class TransformersBackend:
         total_tokens = sum(prompt_tokens) * config.n + sum(lengths)
         price = local_price(self.hardware_dollars_per_hour, total_tokens / wall if wall else 0.0)
         peak = _peak_memory_bytes(self.device)
+        plans = getattr(self.model, "last_plans", None)  # Dr.LLM: layers run per prompt
         results: list[list[Completion]] = []
         for i in range(len(prompts)):
             group = []
             for j in range(config.n):
                 row = i * config.n + j
                 text = self.tokenizer.decode(new[row][: lengths[row]], skip_special_tokens=True)
+                depth_share, layers = 1.0, None
+                if plans is not None:
+                    layers = float(sum(plans[i]))
+                    depth_share = layers / len(plans[i])
                 usage = Usage(
                     prompt_tokens=int(prompt_tokens[i]),
                     completion_tokens=int(lengths[row]),
                     latency_s=wall,
                     model=self.name,
-                    flops_estimate=2.0 * self.n_params * (prompt_tokens[i] + lengths[row]),
+                    flops_estimate=2.0
+                    * self.n_params
+                    * depth_share
+                    * (prompt_tokens[i] + lengths[row]),
                     peak_memory_bytes=peak,
+                    layers_executed=layers,
                 )
                 finish = "length" if lengths[row] >= config.max_new_tokens else "stop"
                 group.append(

@@ -6,6 +6,8 @@
     DIR (with adapter_config.json)
                              an adapter saved by `llm-eff finetune` or `llm-eff rl train`,
                              loaded over the base model it records
+    drllm:DIR                Dr.LLM routers (`llm-eff depth train-routers`) over the base
+                             model they record; attempts report layers executed
     api:ID  or  PROVIDER/ID  an API model through LiteLLM (e.g. openai/gpt-4o-mini), optionally
                              at an OpenAI-compatible `api_base`
 Nothing is downloaded: hub ids that are not local directories are treated as API models only
@@ -28,7 +30,7 @@ LOCAL_NAMES = {
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A resolved model reference: kind is 'embedded', 'tiny', 'hf', 'adapter' or 'api'."""
+    """A resolved model reference: kind is 'embedded', 'tiny', 'hf', 'adapter', 'drllm' or 'api'."""
 
     kind: str
     name: str
@@ -56,6 +58,12 @@ def parse_model(spec: str) -> ModelRef:
         return ModelRef("embedded", spec)
     if spec == "tiny-llama":
         return ModelRef("tiny", spec)
+    if spec.startswith("drllm:"):
+        path = Path(spec.removeprefix("drllm:")).expanduser()
+        from llm_eff.depth.router import read_config
+
+        read_config(path)  # UserError unless it holds routers
+        return ModelRef("drllm", f"drllm:{path.resolve().name}", str(path.resolve()))
     if Path(spec).is_dir() and (Path(spec) / "adapter_config.json").is_file():
         path = Path(spec).expanduser()
         return ModelRef("adapter", path.resolve().name, str(path.resolve()))

@@ -139,15 +139,20 @@ class ActorCritic(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-probs, values) of the response tokens (B, T): positions from `prompt_len` on."""
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
+        temperature: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(log-probs, values) of the response tokens (B, T): positions from `prompt_len` on.
+
+        Log-probs are those of the sampling distribution (logits / `temperature`), so the
+        PPO ratio and the KL estimate refer to the policy that generated the rollout.
+        """
         base = self.policy.get_base_model()
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         hidden = base.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=positions
         ).last_hidden_state[:, prompt_len - 1 : -1]
-        logits = base.lm_head(hidden).float()
+        logits = base.lm_head(hidden).float() / temperature
         targets = input_ids[:, prompt_len:]
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         return logprobs, self.value_head(hidden.float()).squeeze(-1)
@@ -226,9 +231,9 @@ def ppo_step(
         rollout.prompt_len,
     )
     with torch.no_grad():
-        old_logprobs, old_values = model(ids, attn, plen)
+        old_logprobs, old_values = model(ids, attn, plen, config.temperature)
         with model.policy.disable_adapter():
-            ref_logprobs, _ = model(ids, attn, plen)
+            ref_logprobs, _ = model(ids, attn, plen, config.temperature)
         rewards = token_rewards(scores, old_logprobs, ref_logprobs, mask, config.kl_coef)
         advantages, returns = gae(rewards, old_values, mask, config.gamma, config.lam)
         advantages = whiten(advantages, mask)
@@ -240,7 +245,7 @@ def ppo_step(
         rng.shuffle(order)
         for first in range(0, len(order), config.minibatch_size):
             idx = torch.tensor(order[first : first + config.minibatch_size])
-            logprobs, values = model(ids[idx], attn[idx], plen)
+            logprobs, values = model(ids[idx], attn[idx], plen, config.temperature)
             losses = ppo_losses(
                 logprobs, old_logprobs[idx], advantages[idx], values, old_values[idx],
                 returns[idx], mask[idx], config.clip, config.value_clip,
@@ -339,7 +344,7 @@ def train_ppo(
         rollout = generate_rollout(model, tokenizer, batch, config, stop)
         scored = score(rollout.texts, rollout.task_ids)
         scores = torch.tensor([s for s, _ in scored], dtype=torch.float32)
-        stats = ppo_step(model, optimizer, rollout, scores, config)
+        stats: dict[str, Any] = ppo_step(model, optimizer, rollout, scores, config)
         ratios = [i["runtime_ratio"] for _, i in scored if i.get("runtime_ratio") is not None]
         stats.update(
             step=step,
