@@ -148,6 +148,11 @@ def test_trained_routers_are_an_eval_system_reporting_layers(tmp_path: Path) -> 
     attempts = log.read()
     assert len(attempts) == 2
     assert all(1 <= a.usage.layers_executed <= 4 for a in attempts)
+    from evals.metrics.summary import summarize
+    from evals.report.build import summary_rows
+
+    header, rows = summary_rows(summarize(attempts))
+    assert header[-1] == "layers executed" and 1.0 <= float(rows[0][-1]) <= 4.0
     bad = CliRunner().invoke(app, ["depth", "train-routers", "--model", "tiny-llama", "--out",
                                    str(out), "--task", "trivia"])  # fmt: skip
     assert bad.exit_code == 2 and "unknown depth task" in bad.output

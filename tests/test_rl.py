@@ -256,3 +256,11 @@ def test_a_saved_adapter_is_an_eval_system(tmp_path: Path) -> None:
     attempts = log.read()
     assert len(attempts) == 2 and {a.system for a in attempts} == {f"{out} greedy"}
     assert all("runtime_s" in a.details for a in attempts)
+    from evals.metrics.summary import summarize
+    from evals.report.build import summary_rows
+
+    run_system(bench, parse_system("reference"), log, RunOptions(limit=2))
+    summaries = summarize([a for a in log.read() if a.system == "reference"])
+    assert summaries[0].accuracy == 1.0 and summaries[0].program_runtime_s > 0
+    header, rows = summary_rows(summaries)
+    assert header[-1] == "program runtime p50" and rows[0][-1].endswith(" ms")

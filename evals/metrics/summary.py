@@ -49,6 +49,8 @@ class SystemSummary:
     price_sources: list[str] = field(default_factory=list)
     by_category: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    program_runtime_s: float | None = None  # median runtime of passing programs, where timed
+    layers_per_attempt: float | None = None  # mean layers executed, for dynamic-depth models
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -80,6 +82,12 @@ def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) ->
     peaks = [a.usage.peak_memory_bytes for a in attempts if a.usage.peak_memory_bytes]
     categories: dict[str, list[bool]] = defaultdict(list)
     reasons: dict[str, int] = defaultdict(int)
+    runtimes = [
+        float(a.details["runtime_s"])
+        for a in attempts
+        if a.passed and a.details.get("runtime_s") is not None
+    ]
+    layers = [a.usage.layers_executed for a in attempts if a.usage.layers_executed is not None]
     for a in attempts:
         categories[str(a.details.get("category") or "all")].append(a.passed)
         reasons[str(a.details.get("reason") or ("passed" if a.passed else "failed"))] += 1
@@ -110,6 +118,8 @@ def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) ->
         price_sources=sorted({a.cost.source for a in attempts}),
         by_category={c: accuracy(v) for c, v in sorted(categories.items())},
         reasons=dict(sorted(reasons.items())),
+        program_runtime_s=percentile(runtimes, 50) if runtimes else None,
+        layers_per_attempt=sum(layers) / len(layers) if layers else None,
     )
 
 

@@ -72,6 +72,9 @@ def summary_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[s
         "tokens/s",
         "peak memory",
     ]
+    timed = any(s.program_runtime_s is not None for s in summaries)
+    routed = any(s.layers_per_attempt is not None for s in summaries)
+    header += ["program runtime p50"] * timed + ["layers executed"] * routed
     rows = []
     for s in summaries:
         low, high = _money(s.cost_of_pass_low, "∞"), _money(s.cost_of_pass_high, "∞")
@@ -89,6 +92,18 @@ def summary_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[s
                 f"{s.latency_p50_s:.2f} / {s.latency_p95_s:.2f} s",
                 f"{s.throughput_tokens_per_s:,.0f}",
                 _mem(s.peak_memory_bytes),
+                *(
+                    [
+                        "n/a"
+                        if s.program_runtime_s is None
+                        else f"{s.program_runtime_s * 1e3:.3f} ms"
+                    ]
+                    * timed
+                ),
+                *(
+                    ["n/a" if s.layers_per_attempt is None else f"{s.layers_per_attempt:.1f}"]
+                    * routed
+                ),
             ]
         )
     return header, rows

@@ -146,7 +146,9 @@ def _print_summary(
     keep = [
         i
         for i, h in enumerate(header)
-        if h.startswith(("system", "tasks", "pass@", "cost-of-pass", "$ /", "tokens /"))
+        if h.startswith(
+            ("system", "tasks", "pass@", "cost-of-pass", "$ /", "tokens /", "program", "layers")
+        )
     ]
     table = Table(*[header[i] for i in keep])
     for row in rows:
