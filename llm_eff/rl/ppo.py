@@ -197,6 +197,7 @@ def generate_rollout(
         "do_sample": True,
         "temperature": config.temperature,
         "top_p": 1.0,
+        "top_k": 0,  # no truncation: samples follow softmax(logits / T), the policy PPO scores
         "pad_token_id": pad_id,
     }
     if stop:
