@@ -264,3 +264,17 @@ def test_a_saved_adapter_is_an_eval_system(tmp_path: Path) -> None:
     assert summaries[0].accuracy == 1.0 and summaries[0].program_runtime_s > 0
     header, rows = summary_rows(summaries)
     assert header[-1] == "program runtime p50" and rows[0][-1].endswith(" ms")
+
+
+def test_tasks_without_a_workload_are_timed_by_their_tests() -> None:
+    from llm_eff.sandbox.timing import measure_runtime
+
+    tests = (
+        "import unittest\n\nclass T(unittest.TestCase):\n    def test_a(self):\n"
+        "        self.assertEqual(f(3), 6)\n\ndef test_b():\n    assert f(1) == 2\n"
+    )
+    task = Task("t", "write f", tests=tests)
+    fast = measure_runtime("def f(x):\n    return 2 * x\n", task, repeats=3)
+    slow_code = "def f(x):\n    sum(range(300000))\n    return 2 * x\n"
+    slow = measure_runtime(slow_code, task, repeats=3)
+    assert fast is not None and slow is not None and slow > 20 * fast  # both tests ran f

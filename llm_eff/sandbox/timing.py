@@ -1,11 +1,11 @@
 """Time a program's workload inside the sandbox: CPU time, warm-up, doubling rounds, median.
 
 The workload is the task's `metadata["workload"]` source (a `workload()` function calling the
-solution on a sizeable input) or, failing that, every argument-free `test_*` function of the
-task's tests. It runs `warmup` times untimed, then in `repeats` timed rounds of `n` calls each,
-`n` doubled until one round takes at least `min_round_s`; the runtime is the median round
-divided by `n`. CPU time (`time.process_time`) makes sleeping free and the machine's other load
-matter little.
+solution on a sizeable input) or, failing that, the task's tests: every argument-free `test_*`
+function and every `unittest.TestCase` class. It runs `warmup` times untimed, then in
+`repeats` timed rounds of `n` calls each, `n` doubled until one round takes at least
+`min_round_s`; the runtime is the median round divided by `n`. CPU time
+(`time.process_time`) makes sleeping free and the machine's other load matter little.
 """
 
 from __future__ import annotations
@@ -40,13 +40,19 @@ for _ in range(repeats - 1):
     rounds.append(time.process_time() - t)
 print("RUNTIME " + json.dumps({"per_call_s": statistics.median(rounds) / n, "calls": n}))
 """
-TEST_WORKLOAD = (
-    "\n\ndef workload():\n"
-    "    for _name, _fn in list(globals().items()):\n"
-    "        if (_name.startswith('test') and callable(_fn) and not isinstance(_fn, type)\n"
-    "                and getattr(getattr(_fn, '__code__', None), 'co_argcount', 1) == 0):\n"
-    "            _fn()\n"
-)
+TEST_WORKLOAD = """
+
+def workload():
+    import io as _io
+    import unittest as _unittest
+    for _name, _fn in list(globals().items()):
+        if isinstance(_fn, type) and issubclass(_fn, _unittest.TestCase):
+            _suite = _unittest.defaultTestLoader.loadTestsFromTestCase(_fn)
+            _unittest.TextTestRunner(stream=_io.StringIO()).run(_suite)
+        elif (_name.startswith("test") and callable(_fn) and not isinstance(_fn, type)
+                and getattr(getattr(_fn, "__code__", None), "co_argcount", 1) == 0):
+            _fn()
+"""
 
 
 def workload_source(task: Task) -> str:
