@@ -134,6 +134,8 @@ def run_system(
 ) -> int:
     """Run one system over the benchmark; returns how many new attempts were written."""
     tasks = select_tasks(benchmark, options.limit, options.task_ids)
+    if system.pipeline and benchmark.solve is None:
+        raise UserError(f"{benchmark.name} has no pipelines (system '{system.name}')")
     todo = pending(benchmark, tasks, system, log.done_keys())
     if not todo:
         return 0
@@ -174,7 +176,11 @@ def run_system(
                     stop=benchmark.stop,
                     seed=_seed(options.seed, system, chunk[0]),
                 )
-                groups = backend.generate([t.prompt for t, _ in chunk], config)
+                if system.pipeline:
+                    groups = benchmark.solve(system.pipeline, backend, [t for t, _ in chunk],
+                                             config)  # fmt: skip
+                else:
+                    groups = backend.generate([t.prompt for t, _ in chunk], config)
             for (task, sample), candidates in zip(chunk, groups, strict=True):
                 future = pool.submit(_attempt, benchmark, system, task, sample, candidates)
                 future.add_done_callback(finish)

@@ -8,7 +8,9 @@ Spec strings (the CLI's `--system`):
                                        candidate passes the tests (test feedback), and costs all 4
     MODEL:samples=5,temperature=0.8    5 independent attempts per task (for pass@k)
     MODEL:max_tokens=256,name=short    any of: samples, best_of, temperature, top_p,
-                                       max_tokens, name, api_base
+                                       max_tokens, name, api_base, pipeline
+    MODEL:pipeline=advanced            the benchmark's multi-call pipeline (Spider: basic,
+                                       intermediate, advanced)
     drllm:DIR[:options]                Dr.LLM routers over their base model (layers executed
                                        are reported per attempt)
     DIR[:options]                      an adapter written by finetune / rl train
@@ -38,6 +40,7 @@ class SystemSpec:
     max_tokens: int = 512
     label: str = ""
     api_base: str | None = None
+    pipeline: str = ""  # a benchmark's multi-call pipeline (e.g. Spider's basic/intermediate)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -52,6 +55,8 @@ class SystemSpec:
             return self.label
         if self.is_reference:
             return "reference"
+        if self.pipeline:
+            return f"{self.model} {self.pipeline}"
         if self.best_of > 1:
             return f"{self.model} best-of-{self.best_of}"
         if self.temperature == 0 and self.samples == 1:
@@ -68,6 +73,7 @@ class SystemSpec:
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
             "api_base": self.api_base,
+            **({"pipeline": self.pipeline} if self.pipeline else {}),
         }
 
     @property
@@ -98,7 +104,7 @@ def parse_system(spec: str) -> SystemSpec:
                 values[key] = _NUMERIC[key](raw)
             except ValueError:
                 raise UserError(f"system '{spec}': {key} must be a number, got '{raw}'") from None
-        elif key in ("label", "api_base"):
+        elif key in ("label", "api_base", "pipeline"):
             values[key] = raw
         else:
             raise UserError(f"system '{spec}': unknown option '{key}'")

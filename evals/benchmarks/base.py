@@ -15,7 +15,8 @@ class Benchmark:
 
     `stop` holds stop strings for generation (e.g. the end of the code block the prompt asks
     for), so that models do not spend tokens after the answer. `program` turns a model output
-    into the program the scorer tests (by default, the output's code block).
+    into the program the scorer tests (by default, the output's code block). `solve` runs a
+    named multi-call pipeline instead of one generation (systems with `pipeline=NAME`).
     """
 
     name: str
@@ -26,6 +27,7 @@ class Benchmark:
     stop: tuple[str, ...] = ()
     options: dict = field(default_factory=dict)
     program: Callable[[Task, str], str] | None = None
+    solve: Callable[..., list] | None = None  # (pipeline, backend, tasks, config) -> completions
 
     def score(self, task: Task, output: str) -> TestOutcome:
         """Score one model output for one task."""

@@ -5,6 +5,7 @@ ncb-python:FILE         an NCB-format Python file (e.g. the full test set)
 ncb-java[:FILE]         the same for Java (needs NCB's JUnit jars: --java-libs)
 humaneval:FILE          any HumanEval-format .jsonl / .jsonl.gz
 efficiency[:SPLIT]      problems with efficiency headroom (packaged); SPLIT: all, train, test
+spider-dev:DIR          Spider dev (your copy: DIR/dev.json, DIR/tables.json), execution accuracy
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from evals.benchmarks.base import Benchmark
 from evals.benchmarks.efficiency import load_efficiency
 from evals.benchmarks.humaneval import load_humaneval
 from evals.benchmarks.ncb import load_ncb
+from evals.benchmarks.spider import load_spider_dev
 from llm_eff.core.errors import UserError
 
 
@@ -36,6 +38,10 @@ REGISTRY: dict[str, tuple[Callable[..., Benchmark], str]] = {
         "NaturalCodeBench dev, Java (70 problems, packaged; needs --java-libs)",
     ),
     "humaneval": (_humaneval, "HumanEval-format file given by path: humaneval:FILE"),
+    "spider-dev": (
+        lambda path, **o: load_spider_dev(path),
+        "Spider dev by execution accuracy on databases built from tables.json: spider-dev:DIR",
+    ),
     "efficiency": (
         lambda split, **o: load_efficiency(split, timeout_s=o.get("timeout_s", 10.0)),
         "problems with efficiency headroom (24, packaged); efficiency:train / efficiency:test",

@@ -92,3 +92,75 @@ def to_prompt_completion(
 ) -> list[dict[str, str]]:
     """Rows in `llm-eff finetune`'s prompt/completion format."""
     return [{"prompt": prompt(e, schemas), "completion": e.query} for e in examples]
+
+
+def load_spider_dev(directory: str | None, cache_dir: str | Path | None = None) -> Any:
+    """Spider dev as an execution-accuracy benchmark over databases built from `tables.json`.
+
+    `directory` holds `dev.json` and `tables.json` (your copy of Spider). The databases are
+    built once (`spider_db.build_databases`) under the llm-eff cache. Systems answer directly
+    (`--system MODEL`) or through a pipeline (`--system MODEL:pipeline=basic|intermediate|
+    advanced`, see `routers.sql.pipelines`).
+    """
+    import hashlib
+
+    from evals.benchmarks.base import Benchmark
+    from evals.benchmarks.spider_db import build_databases, execution_match, run_query
+    from evals.metrics.match import extract_sql
+    from llm_eff.core.types import Task
+    from llm_eff.models.embedded import cache_root
+    from llm_eff.sandbox.outcome import TestOutcome
+    from routers.sql.pipelines import solve
+
+    if not directory:
+        raise UserError(
+            "spider-dev needs your Spider folder: spider-dev:DIR (dev.json, tables.json)"
+        )
+    root = Path(directory)
+    tables, questions = root / "tables.json", root / "dev.json"
+    for path in (tables, questions):
+        if not path.is_file():
+            raise UserError(f"Spider file not found: {path}")
+    digest = hashlib.sha256(tables.read_bytes() + questions.read_bytes()).hexdigest()[:12]
+    dbs = build_databases(
+        tables, questions, Path(cache_dir or cache_root() / "spider-dbs") / digest
+    )
+    raw = {e["db_id"]: e for e in json.loads(tables.read_text())}
+    schemas = {db: schema_text(raw[db]) for db in dbs}
+    tasks = [
+        Task(
+            id=f"spider-dev/{i}",
+            prompt=prompt(example, schemas),
+            language="sql",
+            reference=example.query,
+            metadata={
+                "category": example.db_id,
+                "question": example.question,
+                "schema": schemas[example.db_id],
+                "db_path": str(dbs[example.db_id]),
+            },
+        )  # fmt: skip
+        for i, example in enumerate(load_spider(questions))
+    ]
+
+    def score(task: Task, output: str) -> TestOutcome:
+        sql = extract_sql(output)
+        db = Path(task.metadata["db_path"])
+        if not sql:
+            return TestOutcome(False, "no_code", message="no SQL in the answer")
+        try:
+            run_query(db, sql)
+        except Exception as exc:  # noqa: BLE001 - any SQLite failure is the model's
+            return TestOutcome(False, "sql_error", 0, 1, message=str(exc))
+        ok = execution_match(sql, task.reference, db)
+        return TestOutcome(ok, "passed" if ok else "wrong_result", int(ok), 1)
+
+    return Benchmark(
+        name="spider-dev",
+        tasks=tasks,
+        scorer=score,
+        reference=lambda task: task.reference,
+        description=f"Spider dev by execution ({len(tasks)} questions, {len(dbs)} databases)",
+        program=lambda task, output: extract_sql(output),
+        solve=solve,
+    )

@@ -1,0 +1,1 @@
+"""Text-to-SQL routing targets: the EllieSQL pipelines (`pipelines`)."""

@@ -1,0 +1,174 @@
+"""Text-to-SQL pipelines of rising cost (EllieSQL's routing targets), on any backend.
+
+All three share one schema-linking call (which tables does the question need?), then:
+
+    basic         one generation call
+    intermediate  decompose the question into sub-questions, generate, run the query on the
+                  database, and self-correct once from the SQLite error or an empty result
+    advanced      the intermediate steps plus example question/SQL pairs the model writes for
+                  this schema, then three sampled candidates and the greedy one, chosen by
+                  agreement of their results
+
+Every model call's tokens and dollars add up into the one `Completion` a pipeline returns,
+so cost-of-pass and TEP see the whole pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from llm_eff.backends.base import Backend, Completion, GenerationConfig
+from llm_eff.core.errors import UserError
+from llm_eff.core.types import Cost, Task, Usage
+
+PIPELINES = ("basic", "intermediate", "advanced")
+
+
+@dataclass
+class Caller:
+    """Model calls on one backend, with their usage and cost summed."""
+
+    backend: Backend
+    config: GenerationConfig
+    usage: Usage = field(default_factory=Usage)
+    cost: Cost = field(default_factory=Cost)
+    calls: int = 0
+
+    def ask(self, prompt: str, n: int = 1, temperature: float | None = None) -> list[str]:
+        """`n` replies to `prompt` (greedy unless `temperature`)."""
+        chosen = self.config.temperature if temperature is None else temperature
+        config = replace(self.config, n=n, stop=(), temperature=chosen)
+        replies = self.backend.generate([prompt], config)[0]
+        for r in replies:
+            self.usage, self.cost = self.usage + r.usage, self.cost + r.cost
+        self.calls += 1
+        return [r.text for r in replies]
+
+
+def run_sql(db_path: str | Path, sql: str) -> tuple[list[tuple] | None, str]:
+    """(rows, "") or (None, error message) for `sql` on the database, read-only."""
+    from evals.benchmarks.spider_db import run_query
+
+    if not sql.strip():
+        return None, "empty query"
+    try:
+        return run_query(Path(db_path), sql), ""
+    except sqlite3.Error as exc:
+        return None, str(exc)
+
+
+def link_schema(caller: Caller, question: str, schema: str) -> str:
+    """The schema lines of the tables the model names (all of them if it names none)."""
+    lines = schema.splitlines()
+    names = [line.split("(", 1)[0].strip() for line in lines]
+    reply = caller.ask(
+        f"Database schema:\n{schema}\n\nQuestion: {question}\n"
+        "Which tables are needed to answer it? Reply with the table names, comma-separated."
+    )[0]
+    words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", reply)}
+    keep = [line for line, name in zip(lines, names, strict=True) if name.lower() in words]
+    return "\n".join(keep) if keep else schema
+
+
+def _sql_prompt(question: str, schema: str, hints: str = "") -> str:
+    extra = f"\n{hints.strip()}\n" if hints.strip() else ""
+    return (
+        f"Database schema:\n{schema}\n{extra}\nQuestion: {question}\n"
+        "Write one SQLite query that answers the question. Reply with the SQL only."
+    )
+
+
+def _extract(text: str) -> str:
+    from evals.metrics.match import extract_sql
+
+    return extract_sql(text)
+
+
+def basic(caller: Caller, task: Task) -> str:
+    """Schema linking, then one generation call."""
+    meta = task.metadata
+    schema = link_schema(caller, meta["question"], meta["schema"])
+    return _extract(caller.ask(_sql_prompt(meta["question"], schema))[0])
+
+
+def _decompose(caller: Caller, question: str, schema: str) -> str:
+    return caller.ask(
+        f"Database schema:\n{schema}\n\nQuestion: {question}\n"
+        "Break the question into short sub-questions, one per line."
+    )[0]
+
+
+def _correct(caller: Caller, task: Task, schema: str, sql: str) -> str:
+    rows, error = run_sql(task.metadata["db_path"], sql)
+    if rows:
+        return sql
+    problem = f"It fails with: {error}" if error else "It returns no rows."
+    fixed = _extract(
+        caller.ask(
+            f"{_sql_prompt(task.metadata['question'], schema)}\n\nThis query was tried:\n{sql}\n"
+            f"{problem}\nWrite a corrected SQLite query. Reply with the SQL only."
+        )[0]
+    )
+    return fixed if run_sql(task.metadata["db_path"], fixed)[0] is not None else sql
+
+
+def intermediate(caller: Caller, task: Task) -> str:
+    """Schema linking, decomposition, generation, one self-correction from execution."""
+    meta = task.metadata
+    schema = link_schema(caller, meta["question"], meta["schema"])
+    steps = _decompose(caller, meta["question"], schema)
+    sql = _extract(caller.ask(_sql_prompt(meta["question"], schema, f"Sub-questions:\n{steps}"))[0])
+    return _correct(caller, task, schema, sql)
+
+
+def advanced(caller: Caller, task: Task, candidates: int = 3) -> str:
+    """The intermediate steps plus self-written examples and candidates chosen by agreement."""
+    meta = task.metadata
+    schema = link_schema(caller, meta["question"], meta["schema"])
+    steps = _decompose(caller, meta["question"], schema)
+    examples = caller.ask(
+        f"Database schema:\n{schema}\n\nWrite two example questions about this database, each "
+        "followed by its SQLite query."
+    )[0]
+    prompt = _sql_prompt(meta["question"], schema,
+                         f"Examples:\n{examples}\nSub-questions:\n{steps}")  # fmt: skip
+    texts = caller.ask(prompt) + caller.ask(prompt, n=candidates, temperature=0.7)
+    queries = [_correct(caller, task, schema, _extract(t)) for t in texts[:1]]
+    queries += [_extract(t) for t in texts[1:]]
+    results = [run_sql(meta["db_path"], q)[0] for q in queries]
+    votes = Counter(
+        frozenset(Counter(r).items())
+        for r in results
+        if r  # non-empty results that ran
+    )
+    if not votes:
+        return queries[0]
+    best = votes.most_common(1)[0][0]
+    return next(q for q, r in zip(queries, results, strict=True)
+                if r and frozenset(Counter(r).items()) == best)  # fmt: skip
+
+
+STEPS: dict[str, Callable[[Caller, Task], str]] = {
+    "basic": basic,
+    "intermediate": intermediate,
+    "advanced": advanced,
+}
+
+
+def solve(
+    pipeline: str, backend: Backend, tasks: list[Task], config: GenerationConfig
+) -> list[list[Completion]]:
+    """Run `pipeline` on each task; one Completion each, with every call's usage and cost."""
+    if pipeline not in STEPS:
+        raise UserError(f"unknown SQL pipeline '{pipeline}' (use {', '.join(PIPELINES)})")
+    out = []
+    for task in tasks:
+        caller = Caller(backend, replace(config, n=1))
+        sql = STEPS[pipeline](caller, task)
+        out.append([Completion(f"```sql\n{sql}\n```", caller.usage, caller.cost, "stop")])
+    return out
