@@ -8,11 +8,12 @@ checkpoints go to `out/trl/checkpoint-N`, and a rerun resumes from the newest on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llm_eff.core.errors import UserError
+from llm_eff.core.settings import from_mapping
 from llm_eff.rl.ppo import Progress, Scorer
 
 
@@ -33,11 +34,7 @@ class GRPOSettings:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GRPOSettings:
         """Settings from a mapping; UserError naming any unknown key."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown GRPO setting(s): {', '.join(unknown)}")
-        return cls(**values)
+        return from_mapping(cls, values, "GRPO setting")
 
 
 def _text(completion: Any) -> str:

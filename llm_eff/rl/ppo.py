@@ -21,14 +21,14 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from llm_eff.core.errors import UserError
+from llm_eff.core.settings import from_mapping
 
 Progress = Callable[[int, int, dict[str, float]], None] | None
 
@@ -58,11 +58,7 @@ class PPOConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PPOConfig:
         """A config from a mapping; UserError naming any unknown key."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown PPO setting(s): {', '.join(unknown)}")
-        return cls(**values)
+        return from_mapping(cls, values, "PPO setting")
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -23,10 +23,11 @@ is cut off at `timeout_s` by the sandbox and scores as a failure.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from llm_eff.core.errors import UserError
+from llm_eff.core.settings import from_mapping
 from llm_eff.core.types import Task
 from llm_eff.sandbox import Limits, TestOutcome, run_python_tests
 from llm_eff.sandbox.timing import measure_runtime
@@ -54,15 +55,7 @@ class RewardConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RewardConfig:
         """A config from a mapping (e.g. YAML); UserError naming any unknown key."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            names, allowed = ", ".join(unknown), ", ".join(sorted(known))
-            raise UserError(f"unknown reward config key(s): {names} (known: {allowed})")
-        try:
-            return cls(**{k: type(getattr(cls, k))(v) for k, v in values.items()})
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"reward config: {exc}") from None
+        return from_mapping(cls, values, "reward config key")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
