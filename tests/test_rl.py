@@ -278,3 +278,31 @@ def test_tasks_without_a_workload_are_timed_by_their_tests() -> None:
     slow_code = "def f(x):\n    sum(range(300000))\n    return 2 * x\n"
     slow = measure_runtime(slow_code, task, repeats=3)
     assert fast is not None and slow is not None and slow > 20 * fast  # both tests ran f
+
+
+def test_ppo_scores_rollouts_with_the_distribution_that_sampled_them() -> None:
+    """The actor's log-probs of a rollout equal generate()'s own scores (left padding, T)."""
+    from llm_eff.models.tiny import tiny_llama
+    from llm_eff.peft.api import prepare
+    from llm_eff.peft.config import MethodConfig
+    from llm_eff.rl.ppo import ActorCritic, _encode_prompts
+
+    model, tok = tiny_llama(layers=2)
+    policy = prepare(model, MethodConfig("lora", rank=4, alpha=8))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.3)
+    actor = ActorCritic(policy).eval()
+    enc = _encode_prompts(tok, ["def add(a, b):", "Write a Python function that returns a sum."])
+    assert (enc["attention_mask"] == 0).any()  # left padding is exercised
+    with torch.no_grad():
+        out = policy.generate(**enc, max_new_tokens=12, do_sample=True, temperature=0.7, top_k=0,
+                              pad_token_id=tok.pad_token_id, output_scores=True,
+                              return_dict_in_generate=True)  # fmt: skip
+        plen = enc["input_ids"].shape[1]
+        scores = torch.stack(out.scores, 1).log_softmax(-1)
+        sampled = scores.gather(-1, out.sequences[:, plen:, None]).squeeze(-1)
+        attn = torch.cat([enc["attention_mask"], torch.ones_like(sampled, dtype=torch.long)], 1)
+        logprobs, values = actor(out.sequences, attn, plen, temperature=0.7)
+    assert torch.allclose(logprobs, sampled, atol=1e-4) and values.shape == sampled.shape
