@@ -85,6 +85,7 @@ def train_grpo(
         logging_steps=1,
         save_steps=settings.save_every,
         save_strategy="steps",
+        save_total_limit=2,
         report_to="none",
         bf16=False,
         fp16=False,
