@@ -10,7 +10,7 @@ Spec strings (the CLI's `--system`):
     MODEL:max_tokens=256,name=short    any of: samples, best_of, temperature, top_p,
                                        max_tokens, name, api_base, pipeline
     MODEL:pipeline=advanced            the benchmark's multi-call pipeline (Spider: basic,
-                                       intermediate, advanced)
+                                       intermediate, advanced, cascade)
     drllm:DIR[:options]                Dr.LLM routers over their base model (layers executed
                                        are reported per attempt)
     DIR[:options]                      an adapter written by finetune / rl train

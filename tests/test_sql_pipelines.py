@@ -22,6 +22,9 @@ SCRIPT = {  # the first dev question: SELECT count(*) FROM singer
           "SELECT count(*) FROM singer"],
     "a": ["singer", "1. how many singers", "Q: list singers\nSELECT name FROM singer",
           "SELECT count(*) FROM singer"],
+    # cascade: basic's query fails, so it escalates; intermediate's first query works
+    "c": ["singer", "SELECT count(*) FROM singr", "1. how many singers",
+          "SELECT count(*) FROM singer"],
 }  # fmt: skip
 
 
@@ -33,7 +36,8 @@ def test_pipelines_cost_more_and_correct_themselves(tmp_path: Path) -> None:
     app = scripted_llm(SCRIPT)
     log = RunLog(tmp_path / "run.jsonl")
     with serve_in_thread(app) as url:
-        for model, pipeline in (("b", "basic"), ("i", "intermediate"), ("a", "advanced")):
+        for model, pipeline in (("b", "basic"), ("i", "intermediate"), ("a", "advanced"),
+                                ("c", "cascade")):  # fmt: skip
             spec = f"openai/{model}:pipeline={pipeline},api_base={url}/v1"
             run_system(bench, parse_system(spec), log, RunOptions(limit=1))
     by = {a.system.split()[-1]: a for a in log.read()}
@@ -45,6 +49,8 @@ def test_pipelines_cost_more_and_correct_themselves(tmp_path: Path) -> None:
     linked = app.state.prompts["b"][1]
     assert "singer(" in linked and "concert(" not in linked  # schema linking kept one table
     assert "no such table: singr" in app.state.prompts["i"][3]  # the error drove the fix
+    assert by["cascade"].passed and len(app.state.prompts["c"]) == 4  # stopped at intermediate
+    assert tokens[0] < by["cascade"].usage.total_tokens < tokens[2]
 
 
 def test_unknown_or_misplaced_pipelines_are_refused(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def load_spider_dev(directory: str | None, cache_dir: str | Path | None = None) 
     `directory` holds `dev.json` and `tables.json` (your copy of Spider). The databases are
     built once (`spider_db.build_databases`) under the llm-eff cache. Systems answer directly
     (`--system MODEL`) or through a pipeline (`--system MODEL:pipeline=basic|intermediate|
-    advanced`, see `routers.sql.pipelines`).
+    advanced|cascade`, see `routers.sql.pipelines`).
     """
     import hashlib
 

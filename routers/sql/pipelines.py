@@ -8,6 +8,8 @@ All three share one schema-linking call (which tables does the question need?), 
     advanced      the intermediate steps plus example question/SQL pairs the model writes for
                   this schema, then three sampled candidates and the greedy one, chosen by
                   agreement of their results
+    cascade       basic, escalating to intermediate and then advanced only while the query
+                  fails to run or returns no rows (FrugalGPT-style, execution as the verifier)
 
 Every model call's tokens and dollars add up into the one `Completion` a pipeline returns,
 so cost-of-pass and TEP see the whole pipeline.
@@ -26,7 +28,7 @@ from llm_eff.backends.base import Backend, Completion, GenerationConfig
 from llm_eff.core.errors import UserError
 from llm_eff.core.types import Cost, Task, Usage
 
-PIPELINES = ("basic", "intermediate", "advanced")
+PIPELINES = ("basic", "intermediate", "advanced", "cascade")
 
 
 @dataclass
@@ -89,11 +91,9 @@ def _extract(text: str) -> str:
     return extract_sql(text)
 
 
-def basic(caller: Caller, task: Task) -> str:
-    """Schema linking, then one generation call."""
-    meta = task.metadata
-    schema = link_schema(caller, meta["question"], meta["schema"])
-    return _extract(caller.ask(_sql_prompt(meta["question"], schema))[0])
+def basic(caller: Caller, task: Task, schema: str) -> str:
+    """One generation call on the linked schema."""
+    return _extract(caller.ask(_sql_prompt(task.metadata["question"], schema))[0])
 
 
 def _decompose(caller: Caller, question: str, schema: str) -> str:
@@ -117,19 +117,17 @@ def _correct(caller: Caller, task: Task, schema: str, sql: str) -> str:
     return fixed if run_sql(task.metadata["db_path"], fixed)[0] is not None else sql
 
 
-def intermediate(caller: Caller, task: Task) -> str:
-    """Schema linking, decomposition, generation, one self-correction from execution."""
+def intermediate(caller: Caller, task: Task, schema: str) -> str:
+    """Decomposition, generation, one self-correction from execution."""
     meta = task.metadata
-    schema = link_schema(caller, meta["question"], meta["schema"])
     steps = _decompose(caller, meta["question"], schema)
     sql = _extract(caller.ask(_sql_prompt(meta["question"], schema, f"Sub-questions:\n{steps}"))[0])
     return _correct(caller, task, schema, sql)
 
 
-def advanced(caller: Caller, task: Task, candidates: int = 3) -> str:
+def advanced(caller: Caller, task: Task, schema: str, candidates: int = 3) -> str:
     """The intermediate steps plus self-written examples and candidates chosen by agreement."""
     meta = task.metadata
-    schema = link_schema(caller, meta["question"], meta["schema"])
     steps = _decompose(caller, meta["question"], schema)
     examples = caller.ask(
         f"Database schema:\n{schema}\n\nWrite two example questions about this database, each "
@@ -153,10 +151,22 @@ def advanced(caller: Caller, task: Task, candidates: int = 3) -> str:
                 if r and frozenset(Counter(r).items()) == best)  # fmt: skip
 
 
-STEPS: dict[str, Callable[[Caller, Task], str]] = {
+def cascade(caller: Caller, task: Task, schema: str) -> str:
+    """Basic, then intermediate, then advanced, stopping at the first query that runs and
+    returns rows (the verifier is execution: FrugalGPT's cascade with a free scorer)."""
+    sql = ""
+    for step in (basic, intermediate, advanced):
+        sql = step(caller, task, schema)
+        if run_sql(task.metadata["db_path"], sql)[0]:
+            break
+    return sql
+
+
+STEPS: dict[str, Callable[[Caller, Task, str], str]] = {
     "basic": basic,
     "intermediate": intermediate,
     "advanced": advanced,
+    "cascade": cascade,
 }
 
 
@@ -169,6 +179,7 @@ def solve(
     out = []
     for task in tasks:
         caller = Caller(backend, replace(config, n=1))
-        sql = STEPS[pipeline](caller, task)
+        schema = link_schema(caller, task.metadata["question"], task.metadata["schema"])
+        sql = STEPS[pipeline](caller, task, schema)
         out.append([Completion(f"```sql\n{sql}\n```", caller.usage, caller.cost, "stop")])
     return out
