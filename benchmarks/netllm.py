@@ -46,6 +46,7 @@ def main() -> None:
         collect_experience,
         evaluate_abr,
         evaluate_vp,
+        return_range,
         target_return,
         train_abr,
         train_vp,
@@ -67,7 +68,7 @@ def main() -> None:
         f"ABR training: {args.abr_steps} steps in {time.perf_counter() - started:.0f} s, "
         f"loss {losses[0]:.3f} -> {np.mean(losses[-20:]):.3f}"
     )
-    abr = evaluate_abr(net, target_return(pool), test, video)
+    abr = evaluate_abr(net, target_return(pool), test, video, bounds=return_range(pool))
     latency = {"netllm": abr["latency_ms"]}
     for name in ("bba", "rate", "mpc"):
         policy = baseline(name, video)

@@ -220,3 +220,17 @@ def test_lockstep_batched_sessions_match_one_session_at_a_time() -> None:
     alone = [lm_session_qoe(LMPolicy(abr, 1.0), trace, video) for trace in traces]
     assert np.allclose(batched, alone)
     assert len(latencies) == 3 * video.shape[1] and lone > 0
+
+
+def test_return_to_go_stays_within_what_training_saw() -> None:
+    from llm_eff.models.tiny import tiny_llama
+    from llm_eff.netllm.adapter import NetLLM
+    from llm_eff.netllm.train import LMPolicy, Trajectory, return_range
+
+    pool = [Trajectory(np.zeros((3, 1)), np.zeros(3, int), np.array([10.0, 5.0, -5.0]))]
+    low, high = return_range(pool)
+    assert (low, high) == pytest.approx((-0.1, 0.2))  # returns-to-go 10, 0, -5 over 50
+    policy = LMPolicy(NetLLM(tiny_llama()[0], "abr"), 0.2, bounds=(low, high))
+    policy.record(-30.0)  # a heavy rebuffer would push the return-to-go to 0.8
+    policy.record(50.0)  # a windfall would push it below anything seen
+    assert policy.returns == pytest.approx([0.2, 0.2, -0.1])

@@ -64,6 +64,7 @@ def abr_train(
     from llm_eff.netllm.adapter import NetLLM
     from llm_eff.netllm.train import (
         collect_experience,
+        return_range,
         target_return,
         train_abr,
         write_config_extra,
@@ -83,7 +84,8 @@ def abr_train(
                            progress=lambda d, t: bar.update(job, completed=d))  # fmt: skip
     net.save(out, model)
     write_config_extra(out, target_return=target_return(pool), final_loss=losses[-1],
-                       pool_sessions=len(pool), steps=steps)  # fmt: skip
+                       pool_sessions=len(pool), steps=steps,
+                       return_bounds=list(return_range(pool)))  # fmt: skip
     console.print(f"saved ABR adapter to {out} (final loss {losses[-1]:.3f}, {len(pool)} sessions)")
 
 
@@ -109,8 +111,10 @@ def abr_eval(
     console = _console()
     with progress_bar(console) as bar:
         job = bar.add_task("test traces", total=len(test))
+        bounds = tuple(config["return_bounds"]) if config.get("return_bounds") else None
         result = evaluate_abr(net, config["target_return"], test, sizes,
-                              progress=lambda d, t: bar.update(job, completed=d))  # fmt: skip
+                              progress=lambda d, t: bar.update(job, completed=d),
+                              bounds=bounds)  # fmt: skip
     from llm_eff.core.runlog import RunLog
 
     log = RunLog(run)

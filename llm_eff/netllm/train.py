@@ -133,8 +133,11 @@ def train_abr(
 class LMPolicy:
     """The adapted LM as an ABR policy (keeps the session's recent tokens)."""
 
-    def __init__(self, model: NetLLM, target_return: float, window: int = 6) -> None:
-        self.model, self.target, self.window = model, target_return, window
+    def __init__(
+        self, model: NetLLM, target_return: float, window: int = 6,
+        bounds: tuple[float, float] | None = None,
+    ) -> None:  # fmt: skip
+        self.model, self.target, self.window, self.bounds = model, target_return, window, bounds
         self.latencies: list[float] = []
         self.reset()
 
@@ -145,8 +148,12 @@ class LMPolicy:
         self.actions: list[int] = []
 
     def record(self, qoe: float) -> None:
-        """Lower the return-to-go by the last chunk's QoE."""
-        self.returns.append(self.returns[-1] - qoe / RETURN_SCALE)
+        """Lower the return-to-go by the last chunk's QoE (kept within `bounds`, the range
+        training saw: after a heavy rebuffer the raw value would ask for an unseen return)."""
+        value = self.returns[-1] - qoe / RETURN_SCALE
+        if self.bounds is not None:
+            value = min(max(value, self.bounds[0]), self.bounds[1])
+        self.returns.append(value)
 
     def _context(self, obs: Observation) -> tuple[list[float], np.ndarray, list[int], np.ndarray]:
         """Add `obs` and return the decision's window: returns, states, actions, chunk indices."""
@@ -187,7 +194,7 @@ def decide(policies: list[LMPolicy], observations: list[Observation]) -> list[in
 
 def lm_sessions_qoe(
     model: NetLLM, target: float, traces: list[Trace], video: np.ndarray, batch_size: int = 64,
-    progress: Progress = None,
+    progress: Progress = None, bounds: tuple[float, float] | None = None,
 ) -> tuple[list[float], list[float], float]:  # fmt: skip
     """Mean QoE per trace of the LM policy, sessions streamed in lockstep batches.
 
@@ -199,7 +206,7 @@ def lm_sessions_qoe(
     latencies: list[float] = []
     for first in range(0, len(traces), batch_size):
         group = traces[first : first + batch_size]
-        policies = [LMPolicy(model, target) for _ in group]
+        policies = [LMPolicy(model, target, bounds=bounds) for _ in group]
         sessions = [Session(trace, video) for trace in group]
         per_chunk: list[list[float]] = [[] for _ in group]
         while not sessions[0].done:
@@ -212,7 +219,7 @@ def lm_sessions_qoe(
         latencies += [x for p in policies for x in p.latencies]
         if progress:
             progress(len(qoe), len(traces))
-    lone = LMPolicy(model, target)
+    lone = LMPolicy(model, target, bounds=bounds)
     lm_session_qoe(lone, traces[0], video)
     return qoe, latencies, float(np.median(lone.latencies))
 
@@ -231,14 +238,21 @@ def lm_session_qoe(policy: LMPolicy, trace: Trace, video: np.ndarray) -> float:
     return float(np.mean(qoes))
 
 
+def return_range(pool: list[Trajectory]) -> tuple[float, float]:
+    """The smallest and largest return-to-go in the pool (what the adapter was trained on)."""
+    values = np.concatenate([_returns_to_go(t.rewards) for t in pool])
+    return float(values.min()), float(values.max())
+
+
 def target_return(pool: list[Trajectory]) -> float:
     """The 90th percentile of the pool's initial returns-to-go."""
     return float(np.percentile([_returns_to_go(t.rewards)[0] for t in pool], 90))
 
 
 def evaluate_abr(
-    model: NetLLM, target: float, traces: list[Trace], video: np.ndarray, progress: Progress = None
-) -> dict[str, Any]:
+    model: NetLLM, target: float, traces: list[Trace], video: np.ndarray, progress: Progress = None,
+    bounds: tuple[float, float] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Mean QoE per method on `traces` (per trace too) and the LM's decision latency.
 
     The LM streams all sessions in lockstep batches (one forward pass per chunk for up to 64
@@ -246,7 +260,9 @@ def evaluate_abr(
     cost within a batch.
     """
     per_trace: dict[str, list[float]] = {"netllm": [], "bba": [], "rate": [], "mpc": []}
-    per_trace["netllm"], batched, lone = lm_sessions_qoe(model, target, traces, video)
+    per_trace["netllm"], batched, lone = lm_sessions_qoe(
+        model, target, traces, video, bounds=bounds
+    )
     for i, trace in enumerate(traces):
         for name in ("bba", "rate", "mpc"):
             per_trace[name].append(mean_qoe(run_session(trace, video, baseline(name, video))))
