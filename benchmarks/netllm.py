@@ -46,9 +46,13 @@ def main() -> None:
     from llm_eff.netllm.abr import baseline, load_traces, load_video, run_session
     from llm_eff.netllm.adapter import NetLLM
     from llm_eff.netllm.train import (
+        _returns_to_go as _rtg,
+    )
+    from llm_eff.netllm.train import (
         collect_experience,
         evaluate_abr,
         evaluate_vp,
+        lm_sessions_qoe,
         return_range,
         target_return,
         train_abr,
@@ -75,7 +79,14 @@ def main() -> None:
             f"loss {losses[0]:.3f} -> {np.mean(losses[-20:]):.3f}"
         )
         abr = evaluate_abr(net, target_return(pool), test, video, bounds=return_range(pool))
-        latency = {"netllm": abr["latency_ms"]}
+        console.print(f"adapter's bitrate levels over all test decisions: {abr['netllm_levels']}")
+        median = float(np.median([r[0] for r in (_rtg(t.rewards) for t in pool)]))
+        low_qoe, _, _, low_levels = lm_sessions_qoe(net, median, test, video,
+                                                    bounds=return_range(pool))  # fmt: skip
+        abr["per_trace"]["netllm (median target)"] = low_qoe
+        abr["qoe"]["netllm (median target)"] = float(np.mean(low_qoe))
+        console.print(f"levels with the median target return: {low_levels}")
+        latency = {"netllm": abr["latency_ms"], "netllm (median target)": abr["latency_ms"]}
         for name in ("bba", "rate", "mpc"):
             policy = baseline(name, video)
             t0 = time.perf_counter()

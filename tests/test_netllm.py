@@ -216,10 +216,10 @@ def test_lockstep_batched_sessions_match_one_session_at_a_time() -> None:
         abr.head.weight.normal_(std=2.0)
     video = load_video(NETLLM / "abr_video_sizes" / "video1_sizes")
     traces = load_traces(NETLLM / "abr_traces_fcc" / "test" / "fcc-test")[:3]
-    batched, latencies, lone = lm_sessions_qoe(abr, 1.0, traces, video, batch_size=2)
+    batched, latencies, lone, levels = lm_sessions_qoe(abr, 1.0, traces, video, batch_size=2)
     alone = [lm_session_qoe(LMPolicy(abr, 1.0), trace, video) for trace in traces]
     assert np.allclose(batched, alone)
-    assert len(latencies) == 3 * video.shape[1] and lone > 0
+    assert len(latencies) == 3 * video.shape[1] == sum(levels) and lone > 0
 
 
 def test_return_to_go_stays_within_what_training_saw() -> None:

@@ -57,12 +57,16 @@ class NetLLM(nn.Module):
     """Encoder, LoRA-adapted decoder and head for one task ('abr' or 'vp')."""
 
     def __init__(
-        self, backbone: nn.Module, task: str, horizon: int = 5, history: int = 10, rank: int = 8
-    ) -> None:
+        self, backbone: nn.Module, task: str, horizon: int = 5, history: int = 10, rank: int = 8,
+        action_tokens: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         if task not in ("abr", "vp"):
             raise UserError(f"unknown NetLLM task '{task}': use abr or vp")
         self.task, self.horizon, self.history, self.rank = task, horizon, history, rank
+        # ABR: past actions as tokens invite copying the previous action (the copycat problem
+        # of behaviour cloning); by default the state's last-level feature carries it instead
+        self.action_tokens = action_tokens
         self.lm = prepare(
             backbone, MethodConfig("lora", rank=rank, target_modules=("q_proj", "v_proj"))
         )
@@ -100,15 +104,17 @@ class NetLLM(nn.Module):
         self, returns: torch.Tensor, states: torch.Tensor, actions: torch.Tensor,
         steps: torch.Tensor,
     ) -> torch.Tensor:  # fmt: skip
-        """Bitrate logits (B, T, 6) at every state token; actions[:, t] is not used for t's
-        own prediction (it follows the state token)."""
+        """Bitrate logits (B, T, 6) at every state token. Tokens per chunk: return, state and,
+        with `action_tokens`, the action (after the state token, so actions[:, t] is never used
+        for t's own prediction)."""
         time = self.timestep(steps.clamp(max=MAX_CHUNKS - 1))
-        r = self.encode_return(returns.unsqueeze(-1)) + time
-        s = self.encode_state(states) + time
-        a = self.encode_action(actions) + time
-        b, t, d = s.shape
-        embeds = torch.stack([r, s, a], dim=2).reshape(b, 3 * t, d)
-        hidden = self._hidden(embeds).view(b, t, 3, d)[:, :, 1]
+        parts = [self.encode_return(returns.unsqueeze(-1)) + time, self.encode_state(states) + time]
+        if self.action_tokens:
+            parts.append(self.encode_action(actions) + time)
+        b, t, d = parts[1].shape
+        k = len(parts)
+        embeds = torch.stack(parts, dim=2).reshape(b, k * t, d)
+        hidden = self._hidden(embeds).view(b, t, k, d)[:, :, 1]
         return self.head(hidden)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -126,7 +132,8 @@ class NetLLM(nn.Module):
                  if not k.startswith("lm.")}  # fmt: skip
         save_file(heads, str(out / HEADS_FILE))
         config = {"task": self.task, "horizon": self.horizon, "history": self.history,
-                  "rank": self.rank, "base_model": base_model}  # fmt: skip
+                  "rank": self.rank, "action_tokens": self.action_tokens,
+                  "base_model": base_model}  # fmt: skip
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -142,7 +149,8 @@ def load_netllm(directory: str | Path) -> tuple[NetLLM, dict[str, Any]]:
         raise UserError(f"{path}: not a NetLLM adapter (no {CONFIG_FILE})")
     config = json.loads((path / CONFIG_FILE).read_text())
     backbone, _ = load_base(config["base_model"], "lora")
-    model = NetLLM(backbone, config["task"], config["horizon"], config["history"], config["rank"])
+    model = NetLLM(backbone, config["task"], config["horizon"], config["history"], config["rank"],
+                   config.get("action_tokens", True))  # fmt: skip
     set_peft_model_state_dict(model.lm, load_file(str(path / "adapter_model.safetensors")))
     model.load_state_dict(load_file(str(path / HEADS_FILE)), strict=False)
     model.eval()

@@ -195,15 +195,17 @@ def decide(policies: list[LMPolicy], observations: list[Observation]) -> list[in
 def lm_sessions_qoe(
     model: NetLLM, target: float, traces: list[Trace], video: np.ndarray, batch_size: int = 64,
     progress: Progress = None, bounds: tuple[float, float] | None = None,
-) -> tuple[list[float], list[float], float]:  # fmt: skip
+) -> tuple[list[float], list[float], float, list[int]]:  # fmt: skip
     """Mean QoE per trace of the LM policy, sessions streamed in lockstep batches.
 
-    Returns (QoE per trace, per-decision latency with batching, latency of a lone decision).
+    Returns (QoE per trace, per-decision latency with batching, latency of a lone decision,
+    how often each bitrate level was chosen).
     """
     from llm_eff.netllm.abr import Session
 
     qoe: list[float] = []
     latencies: list[float] = []
+    chosen: list[int] = []
     for first in range(0, len(traces), batch_size):
         group = traces[first : first + batch_size]
         policies = [LMPolicy(model, target, bounds=bounds) for _ in group]
@@ -217,11 +219,13 @@ def lm_sessions_qoe(
                 per_chunk[i].append(result.qoe)
         qoe += [float(np.mean(q)) for q in per_chunk]
         latencies += [x for p in policies for x in p.latencies]
+        chosen += [a for p in policies for a in p.actions]
         if progress:
             progress(len(qoe), len(traces))
     lone = LMPolicy(model, target, bounds=bounds)
     lm_session_qoe(lone, traces[0], video)
-    return qoe, latencies, float(np.median(lone.latencies))
+    counts = np.bincount(chosen, minlength=6).tolist()
+    return qoe, latencies, float(np.median(lone.latencies)), counts
 
 
 def lm_session_qoe(policy: LMPolicy, trace: Trace, video: np.ndarray) -> float:
@@ -260,7 +264,7 @@ def evaluate_abr(
     cost within a batch.
     """
     per_trace: dict[str, list[float]] = {"netllm": [], "bba": [], "rate": [], "mpc": []}
-    per_trace["netllm"], batched, lone = lm_sessions_qoe(
+    per_trace["netllm"], batched, lone, levels = lm_sessions_qoe(
         model, target, traces, video, bounds=bounds
     )
     for i, trace in enumerate(traces):
@@ -274,6 +278,7 @@ def evaluate_abr(
         "traces": [t.name for t in traces],
         "latency_ms": 1000 * lone,
         "batched_latency_ms": 1000 * float(np.median(batched)),
+        "netllm_levels": levels,  # how often the adapter picked each bitrate level
     }
 
 
