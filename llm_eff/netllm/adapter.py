@@ -64,8 +64,9 @@ class NetLLM(nn.Module):
         if task not in ("abr", "vp"):
             raise UserError(f"unknown NetLLM task '{task}': use abr or vp")
         self.task, self.horizon, self.history, self.rank = task, horizon, history, rank
-        # ABR: past actions as tokens invite copying the previous action (the copycat problem
-        # of behaviour cloning); by default the state's last-level feature carries it instead
+        # ABR: NetLLM's layout adds each past action as a token; by default the previous
+        # level reaches the model only through the state's last-level feature (behaviour
+        # cloning with action tokens can lean on copying the previous action)
         self.action_tokens = action_tokens
         self.lm = prepare(
             backbone, MethodConfig("lora", rank=rank, target_modules=("q_proj", "v_proj"))
