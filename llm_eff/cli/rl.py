@@ -80,7 +80,8 @@ def train_command(
     `llm-eff eval --bench efficiency:test --system smollm2-135m --system OUT`."""
     from rich.console import Console
 
-    from llm_eff.rl.train import rl_train
+    from llm_eff.core.errors import UserError
+    from llm_eff.rl.train import ALGOS, load_tasks, rl_train
 
     if algo == "ppo":
         settings: dict[str, Any] = {
@@ -95,6 +96,9 @@ def train_command(
     )  # fmt: skip
     console = Console()
     rewards = _reward_config(reward_config, timeout)
+    if algo not in ALGOS:
+        raise UserError(f"unknown algorithm '{algo}' (use {' or '.join(ALGOS)})")
+    load_tasks(tasks)  # bad task specs fail here, before any progress bar
     with progress_bar(console) as bar:
         job = bar.add_task(f"{algo} steps", total=steps)
 
