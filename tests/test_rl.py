@@ -282,10 +282,12 @@ def test_tasks_without_a_workload_are_timed_by_their_tests() -> None:
 
 def test_ppo_scores_rollouts_with_the_distribution_that_sampled_them() -> None:
     """The actor's log-probs of a rollout equal generate()'s own scores (left padding, T)."""
+    from llm_eff.backends.base import GenerationConfig
+    from llm_eff.backends.transformers_backend import encode_prompts
     from llm_eff.models.tiny import tiny_llama
     from llm_eff.peft.api import prepare
     from llm_eff.peft.config import MethodConfig
-    from llm_eff.rl.ppo import ActorCritic, _encode_prompts
+    from llm_eff.rl.ppo import ActorCritic
 
     model, tok = tiny_llama(layers=2)
     policy = prepare(model, MethodConfig("lora", rank=4, alpha=8))
@@ -294,7 +296,8 @@ def test_ppo_scores_rollouts_with_the_distribution_that_sampled_them() -> None:
             if "lora_B" in name:
                 p.normal_(std=0.3)
     actor = ActorCritic(policy).eval()
-    enc = _encode_prompts(tok, ["def add(a, b):", "Write a Python function that returns a sum."])
+    prompts = ["def add(a, b):", "Write a Python function that returns a sum."]
+    enc = encode_prompts(tok, prompts, GenerationConfig())
     assert (enc["attention_mask"] == 0).any()  # left padding is exercised
     with torch.no_grad():
         out = policy.generate(**enc, max_new_tokens=12, do_sample=True, temperature=0.7, top_k=0,

@@ -64,6 +64,19 @@ def _peak_memory_bytes(device: str) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
+def encode_prompts(tokenizer: Any, prompts: list[str], config: GenerationConfig) -> Any:
+    """Left-padded input tensors for user prompts, in the model's chat format if it has one."""
+    if tokenizer.chat_template:
+        prompts = [
+            tokenizer.apply_chat_template(
+                chat_messages(p, config), tokenize=False, add_generation_prompt=True
+            )
+            for p in prompts
+        ]
+    tokenizer.padding_side = "left"  # decoder-only batching pads on the left
+    return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
 class TransformersBackend:
     """A local HF causal LM behind the `Backend` protocol."""
 
@@ -84,24 +97,13 @@ class TransformersBackend:
             model, tokenizer = load_local(ref)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "left"  # decoder-only batching pads on the left
         self.model, self.tokenizer = model, tokenizer
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
     def _encode(self, prompts: list[str], config: GenerationConfig) -> Any:
-        tok = self.tokenizer
-        if tok.chat_template:
-            texts = [
-                tok.apply_chat_template(
-                    chat_messages(p, config), tokenize=False, add_generation_prompt=True
-                )
-                for p in prompts
-            ]
-        else:
-            texts = prompts
-        return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return encode_prompts(self.tokenizer, prompts, config)
 
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
         """`config.n` completions per prompt, generated in batches of `batch_size` prompts."""

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from llm_eff.backends.base import GenerationConfig
+from llm_eff.backends.transformers_backend import encode_prompts
 from llm_eff.core.settings import from_mapping
 
 Progress = Callable[[int, int, dict[str, float]], None] | None
@@ -166,27 +168,13 @@ class Rollout:
     task_ids: list[str]
 
 
-def _encode_prompts(tokenizer: Any, prompts: list[str]) -> Any:
-    from llm_eff.backends.base import GenerationConfig, chat_messages
-
-    if tokenizer.chat_template:
-        prompts = [
-            tokenizer.apply_chat_template(
-                chat_messages(p, GenerationConfig()), tokenize=False, add_generation_prompt=True
-            )
-            for p in prompts
-        ]
-    tokenizer.padding_side = "left"
-    return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-
-
 def generate_rollout(
     model: ActorCritic, tokenizer: Any, tasks: list[Any], config: PPOConfig,
     stop: tuple[str, ...] = (),
 ) -> Rollout:  # fmt: skip
     """Sample `samples_per_prompt` responses for each task's prompt."""
     repeated = [t for t in tasks for _ in range(config.samples_per_prompt)]
-    enc = _encode_prompts(tokenizer, [t.prompt for t in repeated])
+    enc = encode_prompts(tokenizer, [t.prompt for t in repeated], GenerationConfig())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     kwargs: dict[str, Any] = {
         "max_new_tokens": config.max_new_tokens,
