@@ -125,8 +125,7 @@ def load_spider_dev(directory: str | None, cache_dir: str | Path | None = None) 
     dbs = build_databases(
         tables, questions, Path(cache_dir or cache_root() / "spider-dbs") / digest
     )
-    raw = {e["db_id"]: e for e in json.loads(tables.read_text())}
-    schemas = {db: schema_text(raw[db]) for db in dbs}
+    schemas = load_schemas(tables)
     tasks = [
         Task(
             id=f"spider-dev/{i}",
