@@ -66,8 +66,6 @@ def load_policy(model_spec: str, rank: int) -> tuple[Any, Any]:
 
     try:
         base, tokenizer = load_base(model_spec, "lora")
-    except UserError:
-        raise
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise UserError(f"model {model_spec} does not load: {exc}") from None
     if tokenizer.pad_token_id is None:

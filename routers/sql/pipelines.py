@@ -136,8 +136,8 @@ def advanced(caller: Caller, task: Task, schema: str, candidates: int = 3) -> st
     prompt = _sql_prompt(meta["question"], schema,
                          f"Examples:\n{examples}\nSub-questions:\n{steps}")  # fmt: skip
     texts = caller.ask(prompt) + caller.ask(prompt, n=candidates, temperature=0.7)
-    queries = [_correct(caller, task, schema, _extract(t)) for t in texts[:1]]
-    queries += [_extract(t) for t in texts[1:]]
+    greedy, sampled = texts[0], texts[1:]
+    queries = [_correct(caller, task, schema, _extract(greedy))] + [_extract(t) for t in sampled]
     results = [run_sql(meta["db_path"], q)[0] for q in queries]
     votes = Counter(
         frozenset(Counter(r).items())
