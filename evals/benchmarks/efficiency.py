@@ -52,7 +52,7 @@ def load_efficiency(split: str | None = None, timeout_s: float = 10.0) -> Benchm
     if split != "all":
         train, test = split_tasks(tasks, TEST_FRACTION)
         tasks = train if split == "train" else test
-    limits = Limits(wall_s=timeout_s, cpu_s=max(1, int(timeout_s)))
+    limits = Limits.within(timeout_s)
 
     def score(task: Task, output: str) -> TestOutcome:
         program = program_from_output(task, output)

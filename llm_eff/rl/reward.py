@@ -110,7 +110,7 @@ class ExecutionReward:
 
     def tests(self, code: str, task: Task) -> TestOutcome:
         """Run the task's tests against `code` in the sandbox."""
-        limits = Limits(wall_s=self.config.timeout_s, cpu_s=max(1, int(self.config.timeout_s)))
+        limits = Limits.within(self.config.timeout_s)
         return run_python_tests(code, task.tests, task.setup_code, limits=limits)
 
     def _runtime(self, code: str, task: Task) -> float | None:

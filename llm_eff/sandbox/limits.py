@@ -17,6 +17,11 @@ class Limits:
     nofile: int = 256
     output_kb: int = 256
 
+    @classmethod
+    def within(cls, seconds: float) -> Limits:
+        """Default limits with `seconds` of wall time and as many whole seconds of CPU (>= 1)."""
+        return cls(wall_s=seconds, cpu_s=max(1, int(seconds)))
+
     def to_dict(self) -> dict:
         """JSON-ready form (passed to the jail process)."""
         return asdict(self)

@@ -68,7 +68,7 @@ def measure_runtime(
     timeout_s: float = 10.0,
 ) -> float | None:  # fmt: skip
     """CPU seconds per workload call of `code` in the sandbox; None if it fails or times out."""
-    limits = Limits(wall_s=timeout_s, cpu_s=max(1, int(timeout_s)))
+    limits = Limits.within(timeout_s)
     files = {"solution.py": code, "workload.py": workload_source(task), "timer.py": TIMER}
     argv = [str(warmup), str(repeats), str(min_round_s)]
     result = run_sandboxed([sys.executable, "timer.py", *argv], files, limits)
