@@ -55,8 +55,11 @@ def main() -> None:
     """Train every model to the same FLOPs budget, evaluate, time generation, print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--models", default=None, help="default: vanilla-L, the vanilla model "
-                        "with mor-3's parameters, mor-2, mor-3")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="default: vanilla-L, the vanilla model with mor-3's parameters, mor-2, mor-3",
+    )
     parser.add_argument("--budget-steps", type=int, default=None)
     parser.add_argument("--corpus", type=Path, default=ROOT / "runs" / "mor" / "corpus")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "mor")
@@ -72,8 +75,14 @@ def main() -> None:
     from rich.table import Table
 
     from llm_eff.mor.train import (
-        build_corpus, generation_speed, make_model, parameter_counts, result_row,
-        train_flops_per_token, train_to_budget, validation_perplexity,
+        build_corpus,
+        generation_speed,
+        make_model,
+        parameter_counts,
+        result_row,
+        train_flops_per_token,
+        train_to_budget,
+        validation_perplexity,
     )  # fmt: skip
 
     console = Console(width=170)
@@ -95,14 +104,15 @@ def main() -> None:
         [torch.from_numpy(val_ids[s : s + preset["prompt_len"]].astype("int64")) for s in starts]
     ).to(device)
     rows = []
+    precision = "bf16" if device == "cuda" else "no"
     for spec in specs:
         model = make_model(spec, vocab, args.seed).to(device)
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"train {spec.name}", total=1.0)
             trained = train_to_budget(
                 model, train_ids, budget, batch_size=preset["batch"], seq_len=preset["seq_len"],
-                lr=preset["lr"], seed=args.seed, on_step=lambda p: bar.update(task, completed=p),
-                mixed_precision="bf16" if device == "cuda" else "no",
+                lr=preset["lr"], seed=args.seed, mixed_precision=precision,
+                on_step=lambda p, t=task: bar.update(t, completed=p),
             )  # fmt: skip
         ppl, val_layers = validation_perplexity(
             model, val_ids, seq_len=preset["seq_len"], batches=preset["val_batches"],

@@ -130,3 +130,30 @@ def test_equal_flops_training_gives_the_cheaper_model_more_tokens() -> None:
     b = train_to_budget(mor, ids, budget, batch_size=4, seq_len=16)
     assert a.steps == 3 and b.steps > a.steps and b.mean_layers == pytest.approx(6.0, abs=0.2)
     assert a.flops >= budget and b.flops >= budget and np.isfinite(b.final_loss)
+
+
+def test_a_saved_mor_model_is_an_eval_system_reporting_layers(tmp_path) -> None:
+    from evals.benchmarks.efficiency import load_efficiency
+    from evals.runner import RunOptions, run_system
+    from evals.systems import parse_system
+    from llm_eff.core.runlog import RunLog
+    from llm_eff.models.tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    config = MoRConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                       num_hidden_layers=8, num_attention_heads=4, num_recursions=3,
+                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    model = MoRForCausalLM(config)
+    for r in model.model.routers:
+        torch.nn.init.normal_(r.weight, std=0.5)
+    model.save_pretrained(tmp_path / "mor")
+    tok.save_pretrained(tmp_path / "mor")
+    log = RunLog(tmp_path / "run.jsonl")
+    run_system(load_efficiency("test"), parse_system(f"hf:{tmp_path / 'mor'}:max_tokens=6"), log,
+               RunOptions(limit=2))  # fmt: skip
+    attempts = log.read()
+    assert len(attempts) == 2
+    layers = [a.usage.layers_executed for a in attempts]
+    assert all(4 <= n <= 8 for n in layers) and min(layers) < 8  # routed below full depth
+    assert all(a.usage.flops_estimate > 0 for a in attempts)

@@ -49,6 +49,8 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
             path = str(embedded_model_dir())
         else:
             path = ref.path
+        import llm_eff.mor  # noqa: F401 - registers saved Mixture-of-Recursions models
+
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
@@ -75,6 +77,24 @@ def encode_prompts(tokenizer: Any, prompts: list[str], config: GenerationConfig)
         ]
     tokenizer.padding_side = "left"  # decoder-only batching pads on the left
     return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def _depth_per_row(model: Any, prompts: int, n: int) -> list[tuple[float | None, float]]:
+    """(layers executed per token, share of full depth) per output row, for dynamic-depth models.
+
+    Dr.LLM models keep the plan of each prompt (`last_plans`); Mixture-of-Recursions models count
+    the layers each generated row ran (`mean_layers_executed`). Other models run at full depth.
+    """
+    plans = getattr(model, "last_plans", None)
+    if plans is not None:
+        return [(float(sum(plans[i // n])), sum(plans[i // n]) / len(plans[i // n]))
+                for i in range(prompts * n)]  # fmt: skip
+    counter = getattr(model, "mean_layers_executed", None)
+    rows = counter() if counter is not None else []
+    if len(rows) == prompts * n:
+        depth = model.config.num_hidden_layers
+        return [(float(layers), layers / depth) for layers in rows]
+    return [(None, 1.0)] * (prompts * n)
 
 
 class TransformersBackend:
@@ -150,17 +170,14 @@ class TransformersBackend:
         total_tokens = sum(prompt_tokens) * config.n + sum(lengths)
         price = local_price(self.hardware_dollars_per_hour, total_tokens / wall if wall else 0.0)
         peak = _peak_memory_bytes(self.device)
-        plans = getattr(self.model, "last_plans", None)  # Dr.LLM: layers run per prompt
+        depth = _depth_per_row(self.model, len(prompts), config.n)
         results: list[list[Completion]] = []
         for i in range(len(prompts)):
             group = []
             for j in range(config.n):
                 row = i * config.n + j
                 text = self.tokenizer.decode(new[row][: lengths[row]], skip_special_tokens=True)
-                depth_share, layers = 1.0, None
-                if plans is not None:
-                    layers = float(sum(plans[i]))
-                    depth_share = layers / len(plans[i])
+                layers, depth_share = depth[row]
                 usage = Usage(
                     prompt_tokens=int(prompt_tokens[i]),
                     completion_tokens=int(lengths[row]),

@@ -72,3 +72,78 @@ def train_routers(
         table.add_row(name, f"{row['accuracy']:.1%}", f"{row['mean_layers']:.2f}")
     console.print(table)
     console.print(f"routers saved to {out}; evaluate with --system drllm:{out}")
+
+
+@depth_app.command("train-mor")
+@friendly
+def train_mor(
+    out: Annotated[Path, typer.Option(help="Directory for the trained model (an hf:DIR system).")],
+    recursions: Annotated[int, typer.Option(help="Recursions of the shared block (N_r).")] = 3,
+    router: Annotated[str, typer.Option(help="expert, token or none.")] = "expert",
+    kv_cache: Annotated[str, typer.Option(help="recursion (per depth) or shared.")] = "recursion",
+    layers: Annotated[int, typer.Option(help="Effective depth with every recursion.")] = 8,
+    hidden: Annotated[int, typer.Option(min=16, help="Hidden size.")] = 256,
+    heads: Annotated[int, typer.Option(min=1, help="Attention heads.")] = 4,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps.")] = 300,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per step.")] = 8,
+    seq_len: Annotated[int, typer.Option(min=8, help="Tokens per sequence.")] = 256,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 3e-3,
+    corpus: Annotated[
+        Path, typer.Option(help="Cache of the tokenized standard-library corpus.")
+    ] = Path("runs/mor/corpus"),
+    seed: Annotated[int, typer.Option(help="Random seed (init, batches).")] = 0,
+) -> None:
+    """Train a Mixture-of-Recursions model from scratch on the Python standard library's source
+    (accelerate; GPU and bf16 when there is one), save it with its tokenizer, and print validation
+    perplexity, layers per token and the training FLOPs spent."""
+    import math
+
+    from rich.console import Console
+
+    from llm_eff.core.errors import UserError
+    from llm_eff.mor.train import (
+        ModelSpec,
+        build_corpus,
+        make_model,
+        train_to_budget,
+        validation_perplexity,
+    )  # fmt: skip
+
+    console = Console()
+    spec = ModelSpec("mor", "mor", layers, hidden, hidden * 8 // 3 // 8 * 8, heads,
+                     heads, recursions, router, kv_cache)  # fmt: skip
+    train_ids, val_ids, vocab = build_corpus(corpus)
+    try:
+        model = make_model(spec, vocab, seed)
+    except ValueError as exc:
+        raise UserError(f"invalid MoR settings: {exc}") from None
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with progress_bar(console) as bar:
+        job = bar.add_task("train", total=1.0)
+        result = train_to_budget(
+            model.to(device), train_ids, math.inf, batch_size=batch_size, seq_len=seq_len, lr=lr,
+            seed=seed, max_steps=steps, on_step=lambda p: bar.update(job, completed=p),
+            mixed_precision="bf16" if device == "cuda" else "no",
+        )  # fmt: skip
+    ppl, val_layers = validation_perplexity(model, val_ids, seq_len=seq_len, batches=8,
+                                            batch_size=batch_size)  # fmt: skip
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from llm_eff.models.embedded import embedded_model_dir
+
+    hf_logging.disable_progress_bar()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(str(embedded_model_dir())).save_pretrained(out)
+    (out / "training.json").write_text(json.dumps({
+        "steps": result.steps, "tokens": result.tokens, "flops": result.flops,
+        "seconds": result.seconds, "val_ppl": ppl, "val_layers_per_token": val_layers,
+    }, indent=2))  # fmt: skip
+    console.print(
+        f"{result.steps} steps, {result.tokens:,} tokens, {result.flops:.3g} FLOPs in "
+        f"{result.seconds:.0f} s; validation perplexity {ppl:.2f} at {val_layers:.2f} "
+        f"of {layers} layers per token; saved to {out} (use --system hf:{out})"
+    )

@@ -109,7 +109,9 @@ class MoRConfig(PretrainedConfig):
             raise ValueError(f"kv_cache must be one of {KV_CACHES}, got {self.kv_cache!r}")
         middle = depth - sum(self.unshared_layers)
         if middle < n_r or middle % n_r:
-            what = "num_hidden_layers - 2" if self.sharing == "middle_cycle" else "num_hidden_layers"
+            what = (
+                "num_hidden_layers - 2" if self.sharing == "middle_cycle" else "num_hidden_layers"
+            )
             raise ValueError(
                 f"{self.sharing} sharing needs {what} ({middle}) to be a positive multiple of "
                 f"num_recursions ({n_r})"

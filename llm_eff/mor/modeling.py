@@ -92,7 +92,9 @@ class MoRLayer(nn.Module):
         if dense and not reuse and keys.shape[2] == t:  # no past, all real, in position order
             out = F.scaled_dot_product_attention(q, keys, values, is_causal=t > 1)
         else:
-            allowed = entry.real[:, None, :] & (entry.positions[:, None, :] <= positions[:, :, None])
+            allowed = entry.real[:, None, :] & (
+                entry.positions[:, None, :] <= positions[:, :, None]
+            )
             allowed = allowed | ~real[:, :, None]  # filler queries see everything (no NaN rows)
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed[:, None])
         h = h + self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
@@ -277,7 +279,10 @@ class MoRForCausalLM(MoRPreTrainedModel, GenerationMixin):
             return h
         pack = _Pack(active, counts)
         x0 = x = pack.take(h)
-        sub_rope = (pack.take(rope[0].squeeze(1)).unsqueeze(1), pack.take(rope[1].squeeze(1)).unsqueeze(1))
+        sub_rope = (
+            pack.take(rope[0].squeeze(1)).unsqueeze(1),
+            pack.take(rope[1].squeeze(1)).unsqueeze(1),
+        )
         sub_pos, sub_real = pack.take(positions), pack.real
         base = cfg.unshared_layers[0]
         for j, layer in enumerate(self.model.block):

@@ -108,7 +108,9 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
 
 
 def _layer_params(model: torch.nn.Module) -> int:
-    layer = next(m for m in model.modules() if type(m).__name__ in ("MoRLayer", "LlamaDecoderLayer"))
+    layer = next(
+        m for m in model.modules() if type(m).__name__ in ("MoRLayer", "LlamaDecoderLayer")
+    )
     return sum(p.numel() for p in layer.parameters())
 
 
@@ -144,8 +146,10 @@ def train_to_budget(
     model: torch.nn.Module, train_ids: np.ndarray, flops_budget: float, *,
     batch_size: int, seq_len: int, lr: float = 3e-3, warmup_share: float = 0.05, seed: int = 0,
     mixed_precision: str = "no", on_step: Callable[[float], None] | None = None,
+    max_steps: int | None = None,
 ) -> TrainResult:  # fmt: skip
-    """Train with AdamW and a FLOPs-based warmup + cosine schedule until `flops_budget` is spent."""
+    """Train with AdamW and a warmup + cosine schedule until `flops_budget` is spent (or, with
+    `max_steps`, until that many steps ran, whichever comes first)."""
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision=mixed_precision)
@@ -155,8 +159,12 @@ def train_to_budget(
     rng = np.random.default_rng(seed)
     spent, step, tokens, layer_sum, loss_value = 0.0, 0, 0, 0.0, float("nan")
     start = time.perf_counter()
-    while spent < flops_budget:
-        progress = spent / flops_budget
+
+    def done() -> float:
+        return max(spent / flops_budget, step / max_steps if max_steps else 0.0)
+
+    while done() < 1.0:
+        progress = done()
         scale = progress / warmup_share if progress < warmup_share else 0.5 * (
             1 + math.cos(math.pi * (progress - warmup_share) / (1 - warmup_share))
         )  # fmt: skip
@@ -171,12 +179,14 @@ def train_to_budget(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         layers = _mean_layers(out, model)
-        spent += train_flops_per_token(accelerator.unwrap_model(model), layers, seq_len) * batch.numel()
+        spent += (
+            train_flops_per_token(accelerator.unwrap_model(model), layers, seq_len) * batch.numel()
+        )
         step, tokens, layer_sum = step + 1, tokens + batch.numel(), layer_sum + layers
         lm = getattr(out, "lm_loss", None)
         loss_value = float((lm if lm is not None else out.loss).detach())
         if on_step is not None:
-            on_step(min(spent / flops_budget, 1.0))
+            on_step(min(done(), 1.0))
     seconds = time.perf_counter() - start
     return TrainResult(step, tokens, spent, seconds, layer_sum / max(step, 1), loss_value)
 
