@@ -157,3 +157,28 @@ def test_a_saved_mor_model_is_an_eval_system_reporting_layers(tmp_path) -> None:
     layers = [a.usage.layers_executed for a in attempts]
     assert all(4 <= n <= 8 for n in layers) and min(layers) < 8  # routed below full depth
     assert all(a.usage.flops_estimate > 0 for a in attempts)
+
+
+def test_train_mor_cli_saves_a_loadable_model_and_refuses_bad_settings(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from llm_eff.cli import app
+
+    corpus = tmp_path / "corpus"  # a pre-tokenized corpus cache in the layout build_corpus writes
+    corpus.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(corpus / "train.npy", rng.integers(0, 49152, 4000).astype(np.uint16))
+    np.save(corpus / "val.npy", rng.integers(0, 49152, 600).astype(np.uint16))
+    (corpus / "corpus.json").write_text(json.dumps({"vocab_size": 49152}))
+    out = tmp_path / "mor"
+    args = ["depth", "train-mor", "--out", str(out), "--corpus", str(corpus), "--steps", "2",
+            "--hidden", "32", "--seq-len", "32", "--batch-size", "2"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "training.json").read_text())["steps"] == 2
+    loaded = AutoModelForCausalLM.from_pretrained(out)
+    assert isinstance(loaded, MoRForCausalLM) and loaded.config.num_recursions == 3
+    bad = CliRunner().invoke(app, [*args, "--layers", "7"])
+    assert bad.exit_code == 2 and "multiple of num_recursions" in bad.output
