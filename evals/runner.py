@@ -201,14 +201,56 @@ def run_systems(
     backends: dict[tuple[str, str | None], Backend] = {}
     tasks = select_tasks(benchmark, options.limit, options.task_ids)
     written = 0
+    listed = {s.hash: s for s in systems}  # a routed system's pipeline, if listed, keeps its name
     for system in systems:
-        backend = None
-        if not system.is_reference and pending(benchmark, tasks, system, log.done_keys()):
-            key = (system.model, system.api_base)
-            if key not in backends:
-                backends[key] = backend_for(system, options)
-            backend = backends[key]
-        written += run_system(benchmark, system, log, options, progress, backend)
+        targets = [listed.get(t.hash, t) for t in system.routed_targets()]
+        for step in [*targets, system] if system.routed_kind else [system]:
+            if step.routed_kind:
+                written += run_routed(benchmark, step, log, options, progress)
+                continue
+            backend = None
+            if not step.is_reference and pending(benchmark, tasks, step, log.done_keys()):
+                key = (step.model, step.api_base)
+                if key not in backends:
+                    backends[key] = backend_for(step, options)
+                backend = backends[key]
+            written += run_system(benchmark, step, log, options, progress, backend)
+    return written
+
+
+def run_routed(
+    benchmark: Benchmark,
+    system: SystemSpec,
+    log: RunLog,
+    options: RunOptions,
+    progress: Progress | None = None,
+) -> int:
+    """Write a routed system's attempts from its pipelines' recorded ones (cross-validated by
+    database, see `routers.sql.routed`); the pipelines must already be in the log."""
+    from routers.sql.routed import TARGETS, route_offline, routed_attempt
+
+    if benchmark.solve is None:
+        raise UserError(f"{benchmark.name} has no pipelines to route between ('{system.name}')")
+    tasks = select_tasks(benchmark, options.limit, options.task_ids)
+    todo = {t.id for t, _ in pending(benchmark, tasks, system, log.done_keys())}
+    if not todo:
+        return 0
+    hashes = {spec.hash: spec.pipeline for spec in system.routed_targets()}
+    recorded: dict[str, dict[str, Attempt]] = {p: {} for p in TARGETS}
+    for a in log.read():
+        if a.benchmark == benchmark.name and a.sample == 0 and a.system_hash in hashes:
+            recorded[hashes[a.system_hash]][a.task_id] = a
+    decisions = route_offline(system.routed_kind, tasks, recorded,
+                              system.extra.get("folds", 5), options.seed)  # fmt: skip
+    written = 0
+    for d in decisions:
+        if d.task.id in todo:
+            chosen = recorded[d.target][d.task.id]
+            log.append(routed_attempt(d, chosen, system.name, system.hash,
+                                      options.hardware_dollars_per_hour))  # fmt: skip
+            written += 1
+            if progress:
+                progress(system.name, 1)
     return written
 
 

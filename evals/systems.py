@@ -13,6 +13,11 @@ Spec strings (the CLI's `--system`):
                                        intermediate, advanced, cascade)
     drllm:DIR[:options]                Dr.LLM routers over their base model (layers executed
                                        are reported per attempt)
+    sql-basic, sql-intermediate,       Spider's pipelines on the embedded model (base=MODEL for
+    sql-advanced, sql-cascade          another), named as written
+    routed:KIND[:base=M,folds=5]       a router (rules, knn, logistic, random, oracle) picking
+                                       the pipeline per question, cross-validated by database
+                                       from the pipelines' attempts (see routers/sql/routed.py)
     DIR[:options]                      an adapter written by finetune / rl train
 """
 
@@ -55,6 +60,8 @@ class SystemSpec:
             return self.label
         if self.is_reference:
             return "reference"
+        if self.routed_kind:
+            return self.model
         if self.pipeline:
             return f"{self.model} {self.pipeline}"
         if self.best_of > 1:
@@ -63,9 +70,23 @@ class SystemSpec:
             return f"{self.model} greedy"
         return f"{self.model} T={self.temperature:g} x{self.samples}"
 
+    @property
+    def routed_kind(self) -> str:
+        """The router kind of a `routed:KIND` system, '' for any other system."""
+        return self.model.removeprefix("routed:") if self.model.startswith("routed:") else ""
+
+    def routed_targets(self) -> list[SystemSpec]:
+        """The pipeline systems a routed system chooses between (same model and decoding)."""
+        from routers.sql.routed import TARGETS
+
+        base = self.extra.get("base", DEFAULT_BASE)
+        return [SystemSpec(model=base, max_tokens=self.max_tokens, api_base=self.api_base,
+                           pipeline=p) for p in TARGETS]  # fmt: skip
+
     def config(self) -> dict[str, Any]:
         """Everything that changes the outputs (hashed into the attempt key)."""
         return {
+            **self.extra,
             "model": self.model,
             "samples": self.samples,
             "best_of": self.best_of,
@@ -82,10 +103,14 @@ class SystemSpec:
         return config_hash(self.config())
 
 
+DEFAULT_BASE = "smollm2-135m"
+SQL_ALIASES = ("sql-basic", "sql-intermediate", "sql-advanced", "sql-cascade")
+
+
 def parse_system(spec: str) -> SystemSpec:
     """Parse a system spec string (see module docstring); UserError on a malformed one."""
     spec = spec.strip()
-    prefix = next((p for p in ("api:", "hf:", "drllm:") if spec.startswith(p)), "")
+    prefix = next((p for p in ("api:", "hf:", "drllm:", "routed:") if spec.startswith(p)), "")
     model, _, options = spec[len(prefix) :].partition(":")
     model = prefix + model if model else ""
     if not model:
@@ -106,10 +131,28 @@ def parse_system(spec: str) -> SystemSpec:
                 raise UserError(f"system '{spec}': {key} must be a number, got '{raw}'") from None
         elif key in ("label", "api_base", "pipeline"):
             values[key] = raw
+        elif key == "base" and (model in SQL_ALIASES or prefix == "routed:"):
+            values.setdefault("extra", {})["base"] = raw
+        elif key == "folds" and prefix == "routed:":
+            if not raw.isdigit() or int(raw) < 2:
+                raise UserError(f"system '{spec}': folds must be an integer >= 2, got '{raw}'")
+            values.setdefault("extra", {})["folds"] = int(raw)
         else:
             raise UserError(f"system '{spec}': unknown option '{key}'")
     if values.get("best_of", 1) > 1 and "temperature" not in values:
         values["temperature"] = BEST_OF_TEMPERATURE
     if values.get("samples", 1) < 1 or values.get("best_of", 1) < 1:
         raise UserError(f"system '{spec}': samples and best_of must be >= 1")
+    if model in SQL_ALIASES:
+        base = values.pop("extra", {}).get("base", DEFAULT_BASE)
+        values.setdefault("label", model)
+        return SystemSpec(model=base, pipeline=model.removeprefix("sql-"), **values)
+    if prefix == "routed:":
+        from routers.sql.routed import KINDS
+
+        if model.removeprefix(prefix) not in KINDS:
+            raise UserError(f"system '{spec}': unknown router '{model.removeprefix(prefix)}' "
+                            f"(known: {', '.join(KINDS)})")  # fmt: skip
+        if values.get("samples", 1) > 1 or values.get("best_of", 1) > 1 or values.get("pipeline"):
+            raise UserError(f"system '{spec}': a routed system takes no samples/best_of/pipeline")
     return SystemSpec(model=model, **values)

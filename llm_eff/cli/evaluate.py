@@ -107,13 +107,20 @@ def eval_command(
     )
     selected = select_tasks(benchmark, limit, task_ids)
     done = log.done_keys()
+    # a routed system runs its pipelines first; they get their own bars and summary rows
+    shown: dict[str, Any] = {s.hash: s for s in systems}
+    for s in systems:
+        for step in s.routed_targets() if s.routed_kind else []:
+            shown.setdefault(step.hash, step)
     console.print(
         f"[bold]{benchmark.description}[/]: {len(selected)} tasks, "
         f"{len(systems)} system(s), run log {log_path}"
     )
     with progress_bar(console) as progress:
         bars = {}
-        for s in systems:
+        for s in shown.values():
+            if s.name in bars:
+                continue
             total = len(selected) * s.samples
             left = len(pending(benchmark, selected, s, done))
             bars[s.name] = progress.add_task(s.name, total=total, completed=total - left)
@@ -121,7 +128,7 @@ def eval_command(
             benchmark, systems, log, options, lambda name, n: progress.advance(bars[name], n)
         )
     _print_summary(
-        console, log_path, {(benchmark.name, s.hash) for s in systems}, {t.id for t in selected}
+        console, log_path, {(benchmark.name, h) for h in shown}, {t.id for t in selected}
     )
     console.print(f"next: [bold]llm-eff report {log_path}[/]")
 

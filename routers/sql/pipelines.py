@@ -12,7 +12,8 @@ All three share one schema-linking call (which tables does the question need?), 
                   fails to run or returns no rows (FrugalGPT-style, execution as the verifier)
 
 Every model call's tokens and dollars add up into the one `Completion` a pipeline returns,
-so cost-of-pass and TEP see the whole pipeline.
+so cost-of-pass and TEP see the whole pipeline. A batch of questions runs on a thread pool
+over a `BatchingBackend`, so the calls of different questions are generated together.
 """
 
 from __future__ import annotations
@@ -176,10 +177,18 @@ def solve(
     """Run `pipeline` on each task; one Completion each, with every call's usage and cost."""
     if pipeline not in STEPS:
         raise UserError(f"unknown SQL pipeline '{pipeline}' (use {', '.join(PIPELINES)})")
-    out = []
-    for task in tasks:
-        caller = Caller(backend, replace(config, n=1))
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llm_eff.backends.batching import BatchingBackend
+
+    batched = BatchingBackend(backend, max_prompts=max(len(tasks), 1) * 4)
+
+    def one(task: Task) -> list[Completion]:
+        caller = Caller(batched, replace(config, n=1))
         schema = link_schema(caller, task.metadata["question"], task.metadata["schema"])
         sql = STEPS[pipeline](caller, task, schema)
-        out.append([Completion(f"```sql\n{sql}\n```", caller.usage, caller.cost, "stop")])
-    return out
+        return [Completion(f"```sql\n{sql}\n```", caller.usage, caller.cost, "stop")]
+
+    # each question's steps stay sequential; the questions' calls are batched together
+    with ThreadPoolExecutor(max_workers=max(len(tasks), 1)) as pool:
+        return list(pool.map(one, tasks))

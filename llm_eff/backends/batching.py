@@ -1,0 +1,75 @@
+"""`BatchingBackend`: merge concurrent `generate` calls from several threads into batches.
+
+Multi-call pipelines (text-to-SQL, agents) are easiest to write one question at a time, with
+each step depending on the last. Run such a pipeline for many questions on a thread pool over
+one `BatchingBackend`, and the calls that are waiting at the same moment with the same decoding
+settings go to the wrapped backend as one batch, as a serving engine's continuous batching would,
+so a local model generates for all questions at once while each question's logic stays linear.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+from llm_eff.backends.base import Backend, Completion, GenerationConfig
+
+
+class BatchingBackend:
+    """A `Backend` that batches concurrent calls to `backend` (up to `max_prompts` prompts)."""
+
+    def __init__(self, backend: Backend, max_prompts: int = 8, wait_s: float = 0.005) -> None:
+        self.backend, self.max_prompts, self.wait_s = backend, max_prompts, wait_s
+        self.name = getattr(backend, "name", "batched")
+        self._queue: list[tuple[list[str], GenerationConfig, Future]] = []
+        self._ready = threading.Condition()
+        self._busy = False
+
+    def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
+        """Queue the call; the first idle caller drains the queue in batches for everyone."""
+        future: Future = Future()
+        with self._ready:
+            self._queue.append((prompts, config, future))
+            self._ready.notify_all()
+        while not future.done():
+            with self._ready:
+                if self._busy or not self._queue:
+                    self._ready.wait(timeout=0.05)
+                    continue
+                self._busy = True
+            try:
+                self._drain()
+            finally:
+                with self._ready:
+                    self._busy = False
+                    self._ready.notify_all()
+        return future.result()
+
+    def _drain(self) -> None:
+        threading.Event().wait(self.wait_s)  # let the other threads' calls arrive
+        while True:
+            with self._ready:
+                if not self._queue:
+                    return
+                config = self._queue[0][1]
+                batch, rest, size = [], [], 0
+                for item in self._queue:
+                    if item[1] == config and size + len(item[0]) <= max(self.max_prompts, 1):
+                        batch.append(item)
+                        size += len(item[0])
+                    else:
+                        rest.append(item)
+                if not batch:  # one call larger than max_prompts: run it alone
+                    batch, rest = [self._queue[0]], self._queue[1:]
+                self._queue = rest
+            prompts = [p for item in batch for p in item[0]]
+            try:
+                results = self.backend.generate(prompts, config)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+                for _, _, future in batch:
+                    future.set_exception(exc)
+                continue
+            start = 0
+            for item_prompts, _, future in batch:
+                future.set_result(results[start : start + len(item_prompts)])
+                start += len(item_prompts)
