@@ -109,11 +109,15 @@ def summary_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[s
     return header, rows
 
 
-def tep_rows(summaries: list[SystemSummary]) -> list[list[str]]:
-    """TEP of each system against the first (the baseline), with its verdict."""
-    base = summaries[0]
+def tep_rows(
+    summaries: list[SystemSummary], base: SystemSummary | None = None
+) -> list[list[str]]:
+    """TEP of each system against `base` (default: the first system), with its verdict."""
+    base = base or summaries[0]
     rows = []
-    for s in summaries[1:]:
+    for s in summaries:
+        if s is base:
+            continue
         t = tep(s.accuracy, s.tokens_per_attempt, base.accuracy, base.tokens_per_attempt)
         value = "n/a" if t.value is None else f"{t.value:+.3f}"
         rows.append(
@@ -173,6 +177,16 @@ def _sections(
                 "whatever the sign of TEP.",
             )
         )
+        dearest = max(summaries, key=lambda s: s.tokens_per_attempt)
+        if dearest is not summaries[0] and len(summaries) > 2:  # e.g. always-advanced
+            out.append(
+                (
+                    "TEP against the most token-hungry system, " + dearest.system,
+                    ["system", "baseline", "TEP", "dP", "dT (tokens)", "verdict"],
+                    tep_rows(summaries, dearest),
+                    "Systems that save tokens (dT < 0) and lose no accuracy dominate it.",
+                )
+            )
     cats = sorted({c for s in summaries for c in s.by_category})
     out.append(
         (
