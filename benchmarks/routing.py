@@ -5,7 +5,7 @@
 
 Runs the basic, intermediate, advanced and cascade pipelines on the first `--per-db` Spider dev
 questions of every database, then the routed systems (rules, kNN and logistic on MiniLM,
-random, and the oracle as the ceiling), each cross-validated by database from the pipelines'
+SmolLM2 classifier and DPO routers, random, and the oracle as the ceiling), each cross-validated by database from the pipelines'
 attempts. Prints, per system: execution accuracy (EX), mean tokens and dollars per question,
 cost-of-pass, TEP against always-basic and against always-advanced, where the routed systems
 sent the questions and their decision time. The run log resumes: rerun to finish a cut-off run.
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ROUTERS = ("rules", "knn", "logistic", "random", "oracle")
+ROUTERS = ("rules", "knn", "logistic", "slm", "dpo", "random", "oracle")
 
 
 def main() -> None:
@@ -108,7 +108,7 @@ def main() -> None:
             "-" if s.name == "sql-advanced" else show(vs_adv.value, vs_adv.verdict), share, ms,
         )  # fmt: skip
     console.print(table)
-    learned = [summaries[f"routed:{k}"] for k in ("rules", "knn", "logistic")]
+    learned = [summaries[f"routed:{k}"] for k in ("rules", "knn", "logistic", "slm", "dpo")]
     best = max(learned, key=lambda m: (m.accuracy, -m.tokens_per_attempt))
     saving = 1 - best.tokens_per_attempt / advanced.tokens_per_attempt
     console.print(

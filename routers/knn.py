@@ -9,7 +9,8 @@ is needed), and score a request by its embedding (see `embedding.py`):
 - `LogisticRouter`: a logistic regression on the embedding, trained with L2 and full-batch
   gradient descent in numpy.
 
-Both save to a folder (`router.json` + `weights.npz`) and load back to identical decisions.
+Both save to a folder (`router.json` + `weights.npz`) and load back to identical decisions;
+`save_router` / `load_router` also handle the small-LM routers of `routers.slm`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class KNNRouter:
         """Score one request."""
         return float(self.score_vectors(_vector(request)[None, :])[0])
 
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        """Scores for many texts (embedded in batches)."""
+        return self.score_vectors(embed(texts))
+
 
 @dataclass
 class LogisticRouter:
@@ -105,12 +110,19 @@ class LogisticRouter:
         """Score one request."""
         return float(self.score_vectors(_vector(request)[None, :])[0])
 
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        """Scores for many texts (embedded in batches)."""
+        return self.score_vectors(embed(texts))
+
 
 TRAINED = {"knn": KNNRouter, "logistic": LogisticRouter}
 
 
-def save_router(router: KNNRouter | LogisticRouter, folder: str | Path) -> Path:
-    """Write `router.json` and `weights.npz` into `folder`."""
+def save_router(router: Any, folder: str | Path) -> Path:
+    """Write a trained router into `folder` (kNN/logistic: `router.json` + `weights.npz`;
+    small-LM routers: `router.json` + their adapter, see `routers.slm`)."""
+    if hasattr(router, "save"):
+        return router.save(folder)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     kind = next(k for k, cls in TRAINED.items() if isinstance(router, cls))
@@ -121,15 +133,19 @@ def save_router(router: KNNRouter | LogisticRouter, folder: str | Path) -> Path:
     return folder
 
 
-def load_router(folder: str | Path) -> KNNRouter | LogisticRouter:
+def load_router(folder: str | Path) -> Any:
     """A router saved by `save_router`; UserError if the folder is not one."""
+    from routers.slm import SMALL_LM
+
     folder = Path(folder)
     try:
         meta = json.loads((folder / "router.json").read_text())
+        kind = meta.pop("kind", None)
+        if kind in SMALL_LM:
+            return SMALL_LM[kind].load(folder, meta)
         arrays = dict(np.load(folder / "weights.npz"))
     except (OSError, ValueError) as exc:
         raise UserError(f"not a saved router folder: {folder} ({exc})") from None
-    kind = meta.pop("kind", None)
     if kind not in TRAINED:
         raise UserError(f"{folder}: unknown router kind '{kind}'")
     return TRAINED[kind](**meta, **arrays)

@@ -130,3 +130,26 @@ def test_route_train_and_calibrate_commands(tmp_path: Path, humaneval_file: Path
     assert nothing.returncode == 2 and "no task was passed" in nothing.stderr
     unknown = train("reference", "tiny-llama greedy", "--router", "bert")
     assert unknown.returncode == 2 and "unknown router 'bert'" in unknown.stderr
+
+
+def test_small_lm_routers_train_save_load_and_decide_identically(tmp_path: Path):
+    from routers.knn import load_router, save_router
+    from routers.slm import DPORouter, SLMRouter
+
+    easy = [f"what is {i} plus {i}?" for i in range(10)]
+    hard = [f"prove the theorem on compact manifolds, part {i}, in detail" for i in range(10)]
+    texts, labels = easy + hard, np.array([0] * 10 + [1] * 10)
+    slm = SLMRouter(base="tiny-llama", epochs=8, lr=3e-3).fit(texts, labels)
+    scores = slm.score_texts(texts)
+    assert scores[10:].min() > scores[:10].max()  # it separates what it was taught
+    dpo = DPORouter(base="tiny-llama", epochs=2, lr=1e-3, batch_size=4)
+    dpo.fit(texts, labels, tmp_path / "dpo-train")
+    for router, folder in ((slm, tmp_path / "slm"), (dpo, tmp_path / "dpo")):
+        save_router(router, folder)
+        loaded = load_router(folder)
+        assert type(loaded) is type(router)
+        assert np.array_equal(loaded.score_texts(texts), router.score_texts(texts))
+        request = {"messages": [{"role": "user", "content": hard[0]}]}
+        assert loaded.score(request) == router.score(request)
+    with pytest.raises(UserError, match="one class only"):
+        SLMRouter(base="tiny-llama").fit(easy, np.zeros(10))

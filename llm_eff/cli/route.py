@@ -129,7 +129,14 @@ def route_train(
     strong: Annotated[str, typer.Option(help="Name of the strong system in the run log.")],
     weak: Annotated[str, typer.Option(help="Name of the weak system in the run log.")],
     out: Annotated[Path, typer.Option(help="Folder to save the router in.")],
-    router: Annotated[str, typer.Option(help="knn or logistic (on MiniLM embeddings).")] = "knn",
+    router: Annotated[
+        str,
+        typer.Option(
+            help="knn or logistic (on MiniLM embeddings), slm (SmolLM2 + LoRA classifier) or "
+            "dpo (SmolLM2 + LoRA tuned with trl's DPOTrainer)."
+        ),
+    ] = "knn",
+    base: Annotated[str, typer.Option(help="Small LM for slm/dpo routers.")] = "smollm2-135m",
 ) -> None:
     """Train a router from an eval run log: label = the cheapest system that passed."""
     import numpy as np
@@ -137,10 +144,12 @@ def route_train(
     from llm_eff.core.runlog import RunLog
     from routers.embedding import embed
     from routers.knn import TRAINED, save_router
+    from routers.slm import SMALL_LM
     from routers.training import routing_labels
 
-    if router not in TRAINED:
-        raise UserError(f"unknown router '{router}' (trainable: {', '.join(TRAINED)})")
+    if router not in TRAINED and router not in SMALL_LM:
+        known = ", ".join([*TRAINED, *SMALL_LM])
+        raise UserError(f"unknown router '{router}' (trainable: {known})")
     if not runs.is_file():
         raise UserError(f"run log not found: {runs}")
     labels = routing_labels(RunLog(runs).read(), strong, weak)
@@ -148,9 +157,14 @@ def route_train(
     ids = [t for t in labels if t in prompts]
     if not ids:
         raise UserError(f"no task of the run log is in {bench}")
-    model = TRAINED[router]().fit(
-        embed([prompts[t] for t in ids]), np.array([labels[t] for t in ids], dtype=np.float32)
-    )
+    texts = [prompts[t] for t in ids]
+    y = np.array([labels[t] for t in ids], dtype=np.float32)
+    if router == "slm":
+        model = SMALL_LM[router](base=base).fit(texts, y)
+    elif router == "dpo":
+        model = SMALL_LM[router](base=base).fit(texts, y, out)
+    else:
+        model = TRAINED[router]().fit(embed(texts), y)
     save_router(model, out)
     typer.echo(
         f"trained {router} on {len(ids)} tasks ({sum(labels[t] for t in ids)} need "
@@ -173,13 +187,12 @@ def route_calibrate(
     ] = None,
 ) -> None:
     """Find the threshold that sends the requested share of calls to the strong target."""
-    from routers.embedding import embed
     from routers.knn import load_router
     from routers.training import calibrate_threshold
 
     model = load_router(router)
     texts = list(_prompts_from(bench, prompts).values())
-    scores = model.score_vectors(embed(texts))
+    scores = model.score_texts(texts)
     threshold = calibrate_threshold(scores.tolist(), strong_share)
     share = float((scores >= threshold).mean())
     typer.echo(

@@ -26,7 +26,7 @@ def present_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
     return [t for t in targets if t in found]
 
 
-def lora_config(model: nn.Module, config: MethodConfig) -> Any:
+def lora_config(model: nn.Module, config: MethodConfig, task_type: str = "CAUSAL_LM") -> Any:
     """A `peft.LoraConfig` for `model`; UserError when none of the target modules exist."""
     from peft import LoraConfig
 
@@ -42,7 +42,7 @@ def lora_config(model: nn.Module, config: MethodConfig) -> Any:
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
         target_modules=targets,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
 
 

@@ -16,6 +16,7 @@ the hardware rate. Router kinds:
     rules     the feature rule router on the question and its schema (no training)
     knn       similarity-weighted label of the nearest training questions (MiniLM)
     logistic  logistic regression on MiniLM embeddings (does the question need more than basic?)
+    slm, dpo  SmolLM2 with LoRA, as a classifier or tuned with DPO (same question; routers.slm)
     random    a uniformly random pipeline
     oracle    the cheapest pipeline that passed (the ceiling; it peeks at the outcomes)
 """
@@ -33,7 +34,7 @@ from llm_eff.core.errors import UserError
 from llm_eff.core.types import Attempt, Cost, Task
 
 TARGETS = ("basic", "intermediate", "advanced")
-KINDS = ("rules", "knn", "logistic", "random", "oracle")
+KINDS = ("rules", "knn", "logistic", "slm", "dpo", "random", "oracle")
 
 
 def labels_from(
@@ -115,6 +116,21 @@ def _scorer(
             vectors, (y > 0).astype(np.float32)
         )  # fmt: skip
         return lambda task: float(model.score(task.metadata.get("question", task.prompt)))
+    if kind in ("slm", "dpo"):
+        import tempfile
+
+        from routers.slm import SMALL_LM
+
+        texts = [t.metadata.get("question", t.prompt) for t in train]
+        binary = (np.asarray(labels) > 0).astype(np.int64)
+        if len(set(binary.tolist())) < 2:  # one class only: every question gets that target
+            return lambda task: float(binary[0])
+        router = SMALL_LM[kind](seed=seed)
+        if kind == "dpo":
+            router.fit(texts, binary, tempfile.mkdtemp(prefix="llm-eff-dpo-"))
+        else:
+            router.fit(texts, binary)
+        return lambda task: router.score(task.metadata.get("question", task.prompt))
     raise UserError(f"unknown routed kind '{kind}' (known: {', '.join(KINDS)})")
 
 
