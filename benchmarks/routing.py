@@ -5,10 +5,11 @@
 
 Runs the basic, intermediate, advanced and cascade pipelines on the first `--per-db` Spider dev
 questions of every database, then the routed systems (rules, kNN and logistic on MiniLM,
-SmolLM2 classifier and DPO routers, random, and the oracle as the ceiling), each cross-validated by database from the pipelines'
-attempts. Prints, per system: execution accuracy (EX), mean tokens and dollars per question,
-cost-of-pass, TEP against always-basic and against always-advanced, where the routed systems
-sent the questions and their decision time. The run log resumes: rerun to finish a cut-off run.
+the SmolLM2 classifier and DPO routers, random, and the oracle as the ceiling), each
+cross-validated by database from the pipelines' attempts. Prints, per system: execution
+accuracy (EX), mean tokens and dollars per question, cost-of-pass, TEP against always-basic
+and against always-advanced, where the routed systems sent the questions and their decision
+time. The run log resumes: rerun to finish a cut-off run.
 With an API key, `--model openai/gpt-4o-mini` runs the same benchmark through LiteLLM.
 """
 

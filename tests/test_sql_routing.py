@@ -11,7 +11,12 @@ from evals.systems import parse_system
 from llm_eff.core.errors import UserError
 from llm_eff.core.types import Attempt, Cost, Task, Usage
 from routers.sql.routed import (
-    TARGETS, calibrate_cuts, database_folds, labels_from, pick, route_offline,
+    TARGETS,
+    calibrate_cuts,
+    database_folds,
+    labels_from,
+    pick,
+    route_offline,
 )  # fmt: skip
 
 SPIDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider"

@@ -109,9 +109,7 @@ def summary_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[s
     return header, rows
 
 
-def tep_rows(
-    summaries: list[SystemSummary], base: SystemSummary | None = None
-) -> list[list[str]]:
+def tep_rows(summaries: list[SystemSummary], base: SystemSummary | None = None) -> list[list[str]]:
     """TEP of each system against `base` (default: the first system), with its verdict."""
     base = base or summaries[0]
     rows = []
