@@ -82,8 +82,11 @@ def run_bench(
     weak_price: Price,
     seed: int = 0,
     k: int = 20,
+    small_lm: int = 0,
 ) -> tuple[list[RouterResult], dict[str, float]]:
-    """Results per router on the held-out groups, and facts about the split."""
+    """Results per router on the held-out groups, and facts about the split. With `small_lm`
+    > 0, the SmolLM2 classifier router is trained too, on that many training prompts (a
+    class-balanced sample: it is far slower to train than the embedding routers)."""
     for model in (strong, weak):
         if model not in outcomes.correct:
             raise UserError(f"no column '{model}' (have: {', '.join(outcomes.correct)})")
@@ -114,6 +117,19 @@ def run_bench(
         "logistic (MiniLM)": (logistic.score_vectors(test_vec).tolist(), logistic.score),
         "oracle": ([1.0 if s and not w else 0.0 for s, w in zip(s_ok, w_ok, strict=True)], None),
     }
+    if small_lm > 0:
+        from routers.slm import SLMRouter
+
+        rng = random.Random(seed)
+        positive = [i for i, y in enumerate(labels) if y]
+        negative = [i for i, y in enumerate(labels) if not y]
+        half = small_lm // 2
+        sample = rng.sample(positive, min(half, len(positive)))
+        sample += rng.sample(negative, min(small_lm - len(sample), len(negative)))
+        slm = SLMRouter(epochs=1, max_length=160, seed=seed).fit(
+            [train.prompts[i] for i in sample], labels[sample]
+        )
+        scorers["slm (SmolLM2 + LoRA)"] = (slm.score_texts(test.prompts).tolist(), slm.score)
     strong_acc = test.accuracy(strong)
     results = []
     for name, (scores, scorer) in scorers.items():

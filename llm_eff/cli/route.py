@@ -45,6 +45,14 @@ def route_bench(
         str, typer.Option(help="LiteLLM id pricing the weak model.")
     ] = "together_ai/mistralai/Mixtral-8x7B-Instruct-v0.1",
     seed: Annotated[int, typer.Option(help="Seed of the subject split.")] = 0,
+    small_lm: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also train the SmolLM2 classifier router on this many training prompts "
+            "(class-balanced sample; slow on CPU). 0: skip it.",
+        ),
+    ] = 0,
 ) -> None:
     """Train routers on half the subjects, score the rest: APGR, CPT, AIQ, latency."""
     from rich.console import Console
@@ -66,7 +74,13 @@ def route_bench(
     console = Console()
     with console.status("embedding prompts and training routers ..."):
         results, facts = run_bench(
-            load_outcomes(data, exclude), strong, weak, prices["strong"], prices["weak"], seed
+            load_outcomes(data, exclude),
+            strong,
+            weak,
+            prices["strong"],
+            prices["weak"],
+            seed,
+            small_lm=small_lm,
         )
     console.print(
         f"held out {facts['test_groups']} of {facts['test_groups'] + facts['train_groups']} "
