@@ -115,6 +115,13 @@ def _attempt(
 
 def backend_for(system: SystemSpec, options: RunOptions) -> Backend:
     """The backend that runs `system`'s model with the run's batching, pricing and engine."""
+    if system.cascade:
+        from routers.cascade import CascadeBackend
+
+        weak, strong = (backend_for(SystemSpec(model=m, api_base=system.api_base), options)
+                        for m in system.cascade)  # fmt: skip
+        settings = {k: system.extra[k] for k in ("k", "agree") if k in system.extra}
+        return CascadeBackend(weak, strong, name=system.model, **settings)
     return make_backend(
         parse_model(system.model),
         options.batch_size,

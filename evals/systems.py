@@ -15,6 +15,9 @@ Spec strings (the CLI's `--system`):
                                        are reported per attempt)
     sql-basic, sql-intermediate,       Spider's pipelines on the embedded model (base=MODEL for
     sql-advanced, sql-cascade          another), named as written
+    cascade:WEAK>STRONG[:k=3,agree=0.67]
+                                       answer with WEAK, escalate to STRONG when WEAK's samples
+                                       disagree (self-consistency; routers/cascade.py)
     routed:KIND[:base=M,folds=5]       a router (rules, knn, logistic, random, oracle) picking
                                        the pipeline per question, cross-validated by database
                                        from the pipelines' attempts (see routers/sql/routed.py)
@@ -60,7 +63,7 @@ class SystemSpec:
             return self.label
         if self.is_reference:
             return "reference"
-        if self.routed_kind:
+        if self.routed_kind or self.cascade:
             return self.model
         if self.pipeline:
             return f"{self.model} {self.pipeline}"
@@ -69,6 +72,14 @@ class SystemSpec:
         if self.temperature == 0 and self.samples == 1:
             return f"{self.model} greedy"
         return f"{self.model} T={self.temperature:g} x{self.samples}"
+
+    @property
+    def cascade(self) -> tuple[str, str] | None:
+        """(weak, strong) models of a `cascade:WEAK>STRONG` system, None for others."""
+        if not self.model.startswith("cascade:"):
+            return None
+        weak, _, strong = self.model.removeprefix("cascade:").partition(">")
+        return weak, strong
 
     @property
     def routed_kind(self) -> str:
@@ -110,7 +121,8 @@ SQL_ALIASES = ("sql-basic", "sql-intermediate", "sql-advanced", "sql-cascade")
 def parse_system(spec: str) -> SystemSpec:
     """Parse a system spec string (see module docstring); UserError on a malformed one."""
     spec = spec.strip()
-    prefix = next((p for p in ("api:", "hf:", "drllm:", "routed:") if spec.startswith(p)), "")
+    prefixes = ("api:", "hf:", "drllm:", "routed:", "cascade:")
+    prefix = next((p for p in prefixes if spec.startswith(p)), "")
     model, _, options = spec[len(prefix) :].partition(":")
     model = prefix + model if model else ""
     if not model:
@@ -133,6 +145,12 @@ def parse_system(spec: str) -> SystemSpec:
             values[key] = raw
         elif key == "base" and (model in SQL_ALIASES or prefix == "routed:"):
             values.setdefault("extra", {})["base"] = raw
+        elif key in ("k", "agree") and prefix == "cascade:":
+            try:
+                value = int(raw) if key == "k" else float(raw)
+            except ValueError:
+                raise UserError(f"system '{spec}': {key} must be a number, got '{raw}'") from None
+            values.setdefault("extra", {})[key] = value
         elif key == "folds" and prefix == "routed:":
             if not raw.isdigit() or int(raw) < 2:
                 raise UserError(f"system '{spec}': folds must be an integer >= 2, got '{raw}'")
@@ -147,6 +165,11 @@ def parse_system(spec: str) -> SystemSpec:
         base = values.pop("extra", {}).get("base", DEFAULT_BASE)
         values.setdefault("label", model)
         return SystemSpec(model=base, pipeline=model.removeprefix("sql-"), **values)
+    if prefix == "cascade:":
+        weak, sep, strong = model.removeprefix(prefix).partition(">")
+        if not (sep and weak and strong):
+            raise UserError(f"system '{spec}': write cascade:WEAK>STRONG, e.g. "
+                            "cascade:smollm2-135m>openai/gpt-4o-mini")  # fmt: skip
     if prefix == "routed:":
         from routers.sql.routed import KINDS
 

@@ -156,3 +156,30 @@ def test_a_routed_system_runs_in_eval_from_its_pipelines(tmp_path: Path) -> None
         with pytest.raises(UserError, match="no labelled training questions"):
             run_systems(bench, [parse_system(f"routed:knn:{base},folds=2")], log,
                         RunOptions(task_ids=ids))  # fmt: skip
+
+
+def test_chat_cascade_escalates_only_when_the_weak_samples_disagree(tmp_path: Path) -> None:
+    from evals.benchmarks.efficiency import load_efficiency
+    from evals.runner import RunOptions, run_system
+    from llm_eff.core.runlog import RunLog
+    from routers.cascade import answer_key
+    from tests.proxy_support import scripted_llm, serve_in_thread
+
+    assert answer_key("so:\n```python\nx =  1\n```") == answer_key("```py\nX = 1\n```")
+    answer = "```python\ndef f():\n    return 1\n```"
+    app = scripted_llm({"sure": [answer], "unsure": [answer, "no idea", "maybe 2", "x"],
+                        "big": ["```python\ndef g():\n    return 2\n```"]})  # fmt: skip
+    log = RunLog(tmp_path / "run.jsonl")
+    bench = load_efficiency("test")
+    with serve_in_thread(app) as url:
+        for weak in ("sure", "unsure"):
+            spec = parse_system(f"cascade:openai/{weak}>openai/big:k=3,api_base={url}/v1")
+            run_system(bench, spec, log, RunOptions(limit=1))
+    kept = {a.system: a for a in log.read()}
+    sure, unsure = kept["cascade:openai/sure>openai/big"], kept["cascade:openai/unsure>openai/big"]
+    assert "def f" in sure.output and "def g" in unsure.output
+    assert len(app.state.prompts["big"]) == 1  # one escalation, for the unsure weak model
+    assert unsure.usage.total_tokens == sure.usage.total_tokens + 15  # the strong call's tokens
+    assert unsure.usage.model == "openai/big" and sure.usage.model == "openai/sure"
+    with pytest.raises(UserError, match="write cascade:WEAK>STRONG"):
+        parse_system("cascade:only-one")
