@@ -48,6 +48,7 @@ def main() -> None:
     from evals.metrics.tep import tep
     from evals.runner import RunOptions, run_systems
     from evals.systems import parse_system
+    from llm_eff.core.errors import UserError
     from llm_eff.core.runlog import RunLog
 
     console = Console(width=180)
@@ -73,12 +74,20 @@ def main() -> None:
         done = {(a.system_hash, a.task_id) for a in log.read()}
         for s in systems:
             bar.update(tasks[s.name], completed=sum((s.hash, i) in done for i in ids))
-        run_systems(bench, systems, log, options, lambda name, n: bar.advance(tasks[name], n))
+        advance = lambda name, n: bar.advance(tasks[name], n)  # noqa: E731
+        run_systems(bench, pipelines, log, options, advance)
+        failed: dict[str, str] = {}
+        for s in routed:  # a router with nothing to learn from is reported, not fatal
+            try:
+                run_systems(bench, [s], log, options, advance)
+            except UserError as exc:
+                failed[s.name] = str(exc)
     wanted = set(ids)
     by_hash: dict[str, list] = {}
     for a in log.read():
         if a.task_id in wanted:
             by_hash.setdefault(a.system_hash, []).append(a)
+    systems = [s for s in systems if s.name not in failed]
     summaries = {s.name: summarize_system(by_hash[s.hash]) for s in systems}
     basic, advanced = summaries["sql-basic"], summaries["sql-advanced"]
     table = Table(title=f"Spider dev, {len(ids)} questions, {args.model}: pipelines and routers "
@@ -109,7 +118,12 @@ def main() -> None:
             "-" if s.name == "sql-advanced" else show(vs_adv.value, vs_adv.verdict), share, ms,
         )  # fmt: skip
     console.print(table)
-    learned = [summaries[f"routed:{k}"] for k in ("rules", "knn", "logistic", "slm", "dpo")]
+    for name, reason in failed.items():
+        console.print(f"{name}: not run - {reason}")
+    learned = [summaries[n] for n in summaries if n.startswith("routed:") and n != "routed:oracle"
+               and n != "routed:random"]  # fmt: skip
+    if not learned:
+        return
     best = max(learned, key=lambda m: (m.accuracy, -m.tokens_per_attempt))
     saving = 1 - best.tokens_per_attempt / advanced.tokens_per_attempt
     console.print(
