@@ -62,30 +62,74 @@ def _check(texts: list[str], labels: np.ndarray) -> None:
 
 
 @dataclass
-class SLMRouter:
-    """LoRA + linear head on a small LM, trained with cross-entropy (see module docstring)."""
+class _SmallLMRouter:
+    """What both small-LM routers share: settings, scoring in batches, save and load."""
 
-    name: str = "slm"
+    kind = ""
+    name: str = ""
     base: str = "smollm2-135m"
-    epochs: int = 2
+    epochs: int = 1
     lr: float = 5e-4
     batch_size: int = 8
     max_length: int = 192
     rank: int = 8
     seed: int = 0
     _lm: Any = field(default=None, init=False, repr=False)
-    _head: Any = field(default=None, init=False, repr=False)
     _tokenizer: Any = field(default=None, init=False, repr=False)
 
-    def _build(self) -> None:
+    def _batch_scores(self, texts: list[str]) -> Any:
+        raise NotImplementedError
+
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        """P(strong needed) for many texts."""
         import torch
 
-        model, self._tokenizer = _load_lm(self.base)
-        torch.manual_seed(self.seed)
-        from peft import get_peft_model
+        if self._lm is None:
+            raise UserError(f"{self.kind} router: not trained or loaded")
+        with torch.no_grad():
+            out = [self._batch_scores(texts[i : i + 16]).numpy() for i in range(0, len(texts), 16)]
+        return np.concatenate(out) if out else np.zeros(0)
 
-        self._lm = get_peft_model(model, _lora_config(model, self.rank))
-        self._head = torch.nn.Linear(model.config.hidden_size, 2)
+    def score(self, request: dict[str, Any] | str) -> float:
+        """Score one request."""
+        return float(self.score_texts([_text(request)])[0])
+
+    def _save_extra(self, folder: Path) -> None:
+        pass
+
+    def _load_extra(self, folder: Path, hidden_size: int) -> None:
+        pass
+
+    def save(self, folder: str | Path) -> Path:
+        """Write router.json and the adapter (and any head) into `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._lm.save_pretrained(folder / "adapter")
+        self._save_extra(folder)
+        params = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        (folder / "router.json").write_text(json.dumps({"kind": self.kind, **params}, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, meta: dict[str, Any]) -> Any:
+        """The router saved in `folder` (meta: its router.json without 'kind')."""
+        from peft import PeftModel
+
+        router = cls(**meta)
+        model, router._tokenizer = _load_lm(router.base)
+        router._lm = PeftModel.from_pretrained(model, str(Path(folder) / "adapter")).eval()
+        router._load_extra(Path(folder), model.config.hidden_size)
+        return router
+
+
+@dataclass
+class SLMRouter(_SmallLMRouter):
+    """LoRA + linear head on a small LM, trained with cross-entropy (see module docstring)."""
+
+    kind = "slm"
+    name: str = "slm"
+    epochs: int = 2
+    _head: Any = field(default=None, init=False, repr=False)
 
     def _logits(self, texts: list[str]) -> Any:
         enc = self._tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
@@ -93,13 +137,20 @@ class SLMRouter:
         out = self._lm(**enc, output_hidden_states=True, logits_to_keep=1)
         return self._head(out.hidden_states[-1][:, -1].float())
 
+    def _batch_scores(self, texts: list[str]) -> Any:
+        return self._logits(texts).softmax(-1)[:, 1]
+
     def fit(self, texts: list[str], labels: np.ndarray) -> SLMRouter:
         """Fine-tune LoRA and head on (text, label) pairs, label 1 = strong needed."""
         import torch
+        from peft import get_peft_model
 
         labels = np.asarray(labels, dtype=np.int64)
         _check(texts, labels)
-        self._build()
+        model, self._tokenizer = _load_lm(self.base)
+        torch.manual_seed(self.seed)
+        self._lm = get_peft_model(model, _lora_config(model, self.rank))
+        self._head = torch.nn.Linear(model.config.hidden_size, 2)
         params = [p for p in self._lm.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW([*params, *self._head.parameters()], lr=self.lr)
         counts = np.bincount(labels, minlength=2)
@@ -120,65 +171,29 @@ class SLMRouter:
         self._lm.eval()
         return self
 
-    def score_texts(self, texts: list[str]) -> np.ndarray:
-        """P(strong needed) for many texts."""
-        import torch
-
-        if self._lm is None:
-            raise UserError("small-LM router: not trained or loaded")
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(texts), 16):
-                out.append(self._logits(texts[start : start + 16]).softmax(-1)[:, 1].numpy())
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def score(self, request: dict[str, Any] | str) -> float:
-        """Score one request."""
-        return float(self.score_texts([_text(request)])[0])
-
-    def save(self, folder: str | Path) -> Path:
-        """Write router.json, the adapter and the head into `folder`."""
+    def _save_extra(self, folder: Path) -> None:
         from safetensors.torch import save_file
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._lm.save_pretrained(folder / "adapter")
-        save_file({k: v.contiguous() for k, v in self._head.state_dict().items()},
-                  folder / "head.safetensors")  # fmt: skip
-        params = {k: v for k, v in vars(self).items() if not k.startswith("_")}
-        (folder / "router.json").write_text(json.dumps({"kind": "slm", **params}, indent=2))
-        return folder
+        state = {k: v.contiguous() for k, v in self._head.state_dict().items()}
+        save_file(state, folder / "head.safetensors")
 
-    @classmethod
-    def load(cls, folder: str | Path, meta: dict[str, Any]) -> SLMRouter:
-        """The router saved in `folder` (meta: its router.json without 'kind')."""
+    def _load_extra(self, folder: Path, hidden_size: int) -> None:
         import torch
-        from peft import PeftModel
         from safetensors.torch import load_file
 
-        router = cls(**meta)
-        model, router._tokenizer = _load_lm(router.base)
-        router._lm = PeftModel.from_pretrained(model, str(Path(folder) / "adapter")).eval()
-        router._head = torch.nn.Linear(model.config.hidden_size, 2)
-        router._head.load_state_dict(load_file(Path(folder) / "head.safetensors"))
-        return router
+        self._head = torch.nn.Linear(hidden_size, 2)
+        self._head.load_state_dict(load_file(folder / "head.safetensors"))
 
 
 @dataclass
-class DPORouter:
+class DPORouter(_SmallLMRouter):
     """LoRA on a small LM, tuned with trl's DPOTrainer to answer strong/weak (module docstring)."""
 
+    kind = "dpo"
     name: str = "dpo"
-    base: str = "smollm2-135m"
-    epochs: int = 1
     lr: float = 5e-5
-    beta: float = 0.1
-    batch_size: int = 8
     max_length: int = 256
-    rank: int = 8
-    seed: int = 0
-    _lm: Any = field(default=None, init=False, repr=False)
-    _tokenizer: Any = field(default=None, init=False, repr=False)
+    beta: float = 0.1
 
     def _prompt(self, text: str) -> str:
         question = ROUTE_QUESTION.format(text=text[: self.max_length * 3])
@@ -201,6 +216,13 @@ class DPORouter:
         logits = self._lm(input_ids=ids, attention_mask=mask).logits[:, -len(tail) - 1 : -1]
         picked = logits.float().log_softmax(-1).gather(-1, ids[:, -len(tail) :, None])
         return picked.squeeze(-1).sum(-1)
+
+    def _batch_scores(self, texts: list[str]) -> Any:
+        import torch
+
+        prompts = [self._prompt(t) for t in texts]
+        margin = self._answer_logprobs(prompts, STRONG) - self._answer_logprobs(prompts, WEAK)
+        return torch.sigmoid(margin)
 
     def fit(self, texts: list[str], labels: np.ndarray, out_dir: str | Path) -> DPORouter:
         """Preference-tune on pairs: the right answer (label 1 -> strong) over the wrong one."""
@@ -237,45 +259,6 @@ class DPORouter:
         base, _ = _load_lm(self.base)
         self._lm = PeftModel.from_pretrained(base, str(Path(out_dir) / "adapter")).eval()
         return self
-
-    def score_texts(self, texts: list[str]) -> np.ndarray:
-        """P(strong) / (P(strong) + P(weak)) of the two whole answers, for many texts."""
-        import torch
-
-        if self._lm is None:
-            raise UserError("DPO router: not trained or loaded")
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(texts), 16):
-                prompts = [self._prompt(t) for t in texts[start : start + 16]]
-                margin = self._answer_logprobs(prompts, STRONG) - self._answer_logprobs(
-                    prompts, WEAK
-                )  # fmt: skip
-                out.append(torch.sigmoid(margin).numpy())
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def score(self, request: dict[str, Any] | str) -> float:
-        """Score one request."""
-        return float(self.score_texts([_text(request)])[0])
-
-    def save(self, folder: str | Path) -> Path:
-        """Write router.json and the adapter into `folder`."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._lm.save_pretrained(folder / "adapter")
-        params = {k: v for k, v in vars(self).items() if not k.startswith("_")}
-        (folder / "router.json").write_text(json.dumps({"kind": "dpo", **params}, indent=2))
-        return folder
-
-    @classmethod
-    def load(cls, folder: str | Path, meta: dict[str, Any]) -> DPORouter:
-        """The router saved in `folder` (meta: its router.json without 'kind')."""
-        from peft import PeftModel
-
-        router = cls(**meta)
-        model, router._tokenizer = _load_lm(router.base)
-        router._lm = PeftModel.from_pretrained(model, str(Path(folder) / "adapter")).eval()
-        return router
 
 
 SMALL_LM = {"slm": SLMRouter, "dpo": DPORouter}
