@@ -17,7 +17,7 @@ the hardware rate. Router kinds:
     knn       similarity-weighted label of the nearest training questions (MiniLM)
     logistic  logistic regression on MiniLM embeddings (does the question need more than basic?)
     slm, dpo  SmolLM2 with LoRA, as a classifier or tuned with DPO (same question; routers.slm)
-    random    a uniformly random pipeline
+    random    a uniformly random pipeline (needs no labels)
     oracle    the cheapest pipeline that passed (the ceiling; it peeks at the outcomes)
 """
 
@@ -145,7 +145,7 @@ def route_offline(
             f"no recorded pipeline attempts for {len(missing)} task(s), e.g. {missing[0]}"
         )
     labels = labels_from(recorded, [t.id for t in tasks])
-    if kind != "oracle" and not labels:
+    if kind not in ("oracle", "random") and not labels:
         raise UserError("no pipeline passed any question: there is nothing to learn a route from")
     decisions: list[Decision] = []
     for number, fold in enumerate(database_folds(tasks, folds, seed)):
@@ -156,11 +156,14 @@ def route_offline(
                 decisions.append(Decision(t, target, labels.get(t.id, 0.0), 0.0))
             continue
         train = [t for t in tasks if t.id not in held and t.id in labels]
-        if not train:
-            raise UserError("a fold has no labelled training questions: use fewer folds")
         y = [labels[t.id] for t in train]
-        score = _scorer(kind, train, y, seed * 1000 + number)
-        cuts = calibrate_cuts([score(t) for t in train], y)
+        if kind == "random":  # each pipeline equally likely
+            score, cuts = _scorer(kind, train, y, seed * 1000 + number), (1 / 3, 2 / 3)
+        elif not train:
+            raise UserError("a fold has no labelled training questions: use fewer folds")
+        else:
+            score = _scorer(kind, train, y, seed * 1000 + number)
+            cuts = calibrate_cuts([score(t) for t in train], y)
         for t in fold:
             start = time.perf_counter()
             value = score(t)
