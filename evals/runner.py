@@ -210,6 +210,9 @@ def run_systems(
     written = 0
     listed = {s.hash: s for s in systems}  # a routed system's pipeline, if listed, keeps its name
     for system in systems:
+        if system.routed_kind and benchmark.solve is None:
+            raise UserError(f"'{system.name}' routes between pipelines, and {benchmark.name} has "
+                            "none (text-to-SQL benchmarks such as spider-dev do)")  # fmt: skip
         targets = [listed.get(t.hash, t) for t in system.routed_targets()]
         for step in [*targets, system] if system.routed_kind else [system]:
             if step.routed_kind:

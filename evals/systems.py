@@ -81,6 +81,16 @@ class SystemSpec:
         weak, _, strong = self.model.removeprefix("cascade:").partition(">")
         return weak, strong
 
+    def models(self) -> list[str]:
+        """The model references this system calls (a cascade's two, a routed system's base)."""
+        if self.is_reference:
+            return []
+        if self.cascade:
+            return list(self.cascade)
+        if self.routed_kind:
+            return [self.extra.get("base", DEFAULT_BASE)]
+        return [self.model]
+
     @property
     def routed_kind(self) -> str:
         """The router kind of a `routed:KIND` system, '' for any other system."""

@@ -86,8 +86,8 @@ def eval_command(
         raise UserError(f"unknown engine '{engine}' (transformers or vllm)")
     systems = list({s.hash: s for s in map(parse_system, system or ["smollm2-135m"])}.values())
     for s in systems:
-        if not s.is_reference:
-            ref = parse_model(s.model)
+        for model in s.models():
+            ref = parse_model(model)
             if ref.kind == "api":
                 from llm_eff.backends.litellm_backend import check_api_key
 
