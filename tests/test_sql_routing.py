@@ -110,6 +110,15 @@ def test_route_offline_errors_are_clear() -> None:
         parse_system("routed:magic")
     with pytest.raises(UserError, match="folds must be an integer"):
         parse_system("routed:knn:folds=1")
+    from evals.benchmarks.efficiency import load_efficiency
+    from evals.runner import RunOptions, run_systems
+    from llm_eff.core.runlog import RunLog
+
+    with pytest.raises(UserError, match="routes between pipelines"):
+        run_systems(load_efficiency("test"), [parse_system("routed:knn")], RunLog("/dev/null"),
+                    RunOptions(limit=1))  # fmt: skip
+    assert parse_system("cascade:a>b").models() == ["a", "b"]
+    assert parse_system("routed:knn:base=tiny-llama").models() == ["tiny-llama"]
 
 
 def test_system_specs_for_pipelines_and_routed_systems() -> None:
