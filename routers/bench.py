@@ -106,12 +106,18 @@ def run_bench(
     knn = KNNRouter(k=k).fit(train_vec, labels)
     logistic = LogisticRouter().fit(train_vec, labels)
     rules, rand = RuleRouter(), RandomRouter(seed=seed)
+    length = RuleRouter(name="length", w_length=1.0, w_code=0.0, w_reasoning=0.0, w_math=0.0,
+                        w_questions=0.0)  # fmt: skip
     as_request = lambda p: {"messages": [{"role": "user", "content": p}]}  # noqa: E731
     scorers: dict[str, tuple[list[float], Callable[[str], float] | None]] = {
         "random": ([rand.score({}) for _ in test.prompts], lambda p: rand.score({})),
         "rules": (
             [rules.score(as_request(p)) for p in test.prompts],
             lambda p: rules.score(as_request(p)),
+        ),
+        "rules, length only": (
+            [length.score(as_request(p)) for p in test.prompts],
+            lambda p: length.score(as_request(p)),
         ),
         "knn (MiniLM)": (knn.score_vectors(test_vec).tolist(), knn.score),
         "logistic (MiniLM)": (logistic.score_vectors(test_vec).tolist(), logistic.score),

@@ -116,7 +116,7 @@ def test_route_bench_command_on_real_outcomes(tmp_path: Path):
         (folder / f"{name}.csv").write_text((source / f"{name}.csv").read_text())
     out = cli("route", "bench", "--data", str(folder))
     assert out.returncode == 0, out.stderr
-    for router in ("random", "rules", "knn (MiniLM)", "logistic (MiniLM)", "oracle"):
+    for router in ("random", "rules", "length only", "knn (MiniLM)", "logistic (MiniLM)", "oracle"):
         assert router in out.stdout
     assert "held out 2 of 4 groups" in out.stdout and "cost-of-pass" in out.stdout
     bad = cli("route", "bench", "--data", str(folder), "--strong", "nope")
