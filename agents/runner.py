@@ -18,8 +18,9 @@ from agents.config import AgentConfig
 from agents.gaia import GaiaTask, normalize_text, score_answer
 from agents.graph import Call, Models, Step, build_graph
 from agents.tools import make_tools
+from llm_eff.backends.base import total_spent
 from llm_eff.core.runlog import RunLog
-from llm_eff.core.types import Attempt, Cost, Usage
+from llm_eff.core.types import Attempt
 
 
 @dataclass
@@ -94,9 +95,7 @@ def attempt_for(
     """Solve `task` with `config` and score it as an Attempt."""
     answer, failure, runs, extra = solve(task, config, backends, seed)
     calls = [c for r in runs for c in r.calls] + extra
-    usage, cost = Usage(), Cost()
-    for call in calls:
-        usage, cost = usage + call.completion.usage, cost + call.completion.cost
+    usage, cost = total_spent(call.completion for call in calls)
     passed = answer is not None and score_answer(answer, task.answer)
     steps = [s for r in runs for s in r.steps]
     tool_calls = [s for s in steps if s.tool]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from evals.benchmarks.base import Benchmark
 from evals.systems import SystemSpec
 from llm_eff.backends import Backend, Completion, GenerationConfig, make_backend
+from llm_eff.backends.base import total_spent
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.runlog import RunLog
@@ -75,9 +76,7 @@ def _attempt(
     candidates: list[Completion],
 ) -> Attempt:
     """Score the candidates of one attempt (first passing wins) and total their usage."""
-    usage, cost = Usage(), Cost()
-    for c in candidates:
-        usage, cost = usage + c.usage, cost + c.cost
+    usage, cost = total_spent(candidates)
     if candidates and candidates[0].usage.latency_s:
         usage.latency_s = max(c.usage.latency_s for c in candidates)
     outcome, chosen = TestOutcome(False, "no_code", message="the model returned nothing"), ""

@@ -32,8 +32,11 @@ class Router(Protocol):
         ...
 
 
-def request_text(request: dict[str, Any]) -> str:
-    """The text content of a chat request's messages (text parts only), joined by newlines."""
+def request_text(request: dict[str, Any] | str) -> str:
+    """The text content of a chat request's messages (text parts only), joined by newlines;
+    a plain string is its own text."""
+    if isinstance(request, str):
+        return request
     parts: list[str] = []
     for message in request.get("messages") or []:
         content = message.get("content") if isinstance(message, dict) else None

@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from llm_eff.backends.base import Backend, Completion, GenerationConfig
+from llm_eff.backends.base import Backend, Completion, GenerationConfig, total_spent
 from llm_eff.core.errors import UserError
-from llm_eff.core.types import Cost, Usage
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
@@ -57,7 +56,7 @@ class CascadeBackend:
         out: list[list[Completion]] = []
         escalate: list[tuple[int, int]] = []
         for i, (answers, samples) in enumerate(zip(first, checks, strict=True)):
-            spent = _total(samples)
+            spent = total_spent(samples)
             group = []
             for j, answer in enumerate(answers):
                 share = sum(answer_key(s.text) == answer_key(answer.text) for s in samples)
@@ -77,10 +76,3 @@ class CascadeBackend:
                 out[i][j] = Completion(answer.text, usage, kept.cost + answer.cost,
                                        answer.finish_reason)  # fmt: skip
         return out
-
-
-def _total(completions: list[Completion]) -> tuple[Usage, Cost]:
-    usage, cost = Usage(), Cost()
-    for c in completions:
-        usage, cost = usage + c.usage, cost + c.cost
-    return usage, cost

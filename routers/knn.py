@@ -28,8 +28,7 @@ from routers.embedding import embed
 
 
 def _vector(request: dict[str, Any] | str) -> np.ndarray:
-    text = request if isinstance(request, str) else request_text(request)
-    return embed([text])[0]
+    return embed([request_text(request)])[0]
 
 
 @dataclass

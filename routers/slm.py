@@ -50,10 +50,6 @@ def _lora_config(model: Any, rank: int) -> Any:
     return lora_config(model, MethodConfig("lora", rank=rank, alpha=2 * rank))
 
 
-def _text(request: dict[str, Any] | str) -> str:
-    return request if isinstance(request, str) else request_text(request)
-
-
 def _check(texts: list[str], labels: np.ndarray) -> None:
     if len(texts) == 0 or len(texts) != len(labels):
         raise UserError("small-LM router: needs as many labels as texts, and at least one")
@@ -92,7 +88,7 @@ class _SmallLMRouter:
 
     def score(self, request: dict[str, Any] | str) -> float:
         """Score one request."""
-        return float(self.score_texts([_text(request)])[0])
+        return float(self.score_texts([request_text(request)])[0])
 
     def _save_extra(self, folder: Path) -> None:
         pass

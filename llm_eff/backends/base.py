@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -40,6 +41,14 @@ class Backend(Protocol):
     def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
         """`config.n` completions for each prompt, in prompt order."""
         ...
+
+
+def total_spent(completions: Iterable[Completion]) -> tuple[Usage, Cost]:
+    """The summed usage and cost of several completions (all calls of one attempt)."""
+    usage, cost = Usage(), Cost()
+    for c in completions:
+        usage, cost = usage + c.usage, cost + c.cost
+    return usage, cost
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:
