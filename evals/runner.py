@@ -212,8 +212,7 @@ def run_systems(
         if system.routed_kind and benchmark.solve is None:
             raise UserError(f"'{system.name}' routes between pipelines, and {benchmark.name} has "
                             "none (text-to-SQL benchmarks such as spider-dev do)")  # fmt: skip
-        targets = [listed.get(t.hash, t) for t in system.routed_targets()]
-        for step in [*targets, system] if system.routed_kind else [system]:
+        for step in (listed.get(s.hash, s) for s in system.steps()):
             if step.routed_kind:
                 written += run_routed(benchmark, step, log, options, progress)
                 continue
@@ -238,8 +237,6 @@ def run_routed(
     database, see `routers.sql.routed`); the pipelines must already be in the log."""
     from routers.sql.routed import TARGETS, route_offline, routed_attempt
 
-    if benchmark.solve is None:
-        raise UserError(f"{benchmark.name} has no pipelines to route between ('{system.name}')")
     tasks = select_tasks(benchmark, options.limit, options.task_ids)
     todo = {t.id for t, _ in pending(benchmark, tasks, system, log.done_keys())}
     if not todo:

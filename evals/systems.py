@@ -104,6 +104,10 @@ class SystemSpec:
         return [SystemSpec(model=base, max_tokens=self.max_tokens, api_base=self.api_base,
                            pipeline=p) for p in TARGETS]  # fmt: skip
 
+    def steps(self) -> list[SystemSpec]:
+        """What running this system runs, in order: a routed system's pipelines, then itself."""
+        return [*self.routed_targets(), self] if self.routed_kind else [self]
+
     def config(self) -> dict[str, Any]:
         """Everything that changes the outputs (hashed into the attempt key)."""
         return {

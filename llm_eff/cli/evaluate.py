@@ -112,7 +112,7 @@ def eval_command(
     # a routed system runs its pipelines first; they get their own bars and summary rows
     shown: dict[str, Any] = {s.hash: s for s in systems}
     for s in systems:
-        for step in s.routed_targets() if s.routed_kind else []:
+        for step in s.steps():
             shown.setdefault(step.hash, step)
     console.print(
         f"[bold]{benchmark.description}[/]: {len(selected)} tasks, "

@@ -90,6 +90,11 @@ class Decision:
     seconds: float
 
 
+def _question(task: Task) -> str:
+    """What the embedding and small-LM routers read: the question alone (no schema)."""
+    return task.metadata.get("question", task.prompt)
+
+
 def _request(task: Task) -> dict:
     return {"messages": [{"role": "user", "content": task.prompt}]}
 
@@ -111,17 +116,17 @@ def _scorer(
         from routers.knn import KNNRouter, LogisticRouter
 
         y = np.asarray(labels, np.float32)
-        vectors = embed([t.metadata.get("question", t.prompt) for t in train])
+        vectors = embed([_question(t) for t in train])
         model = KNNRouter().fit(vectors, y) if kind == "knn" else LogisticRouter().fit(
             vectors, (y > 0).astype(np.float32)
         )  # fmt: skip
-        return lambda task: float(model.score(task.metadata.get("question", task.prompt)))
+        return lambda task: float(model.score(_question(task)))
     if kind in ("slm", "dpo"):
         import tempfile
 
         from routers.slm import SMALL_LM
 
-        texts = [t.metadata.get("question", t.prompt) for t in train]
+        texts = [_question(t) for t in train]
         binary = (np.asarray(labels) > 0).astype(np.int64)
         if len(set(binary.tolist())) < 2:  # one class only: every question gets that target
             return lambda task: float(binary[0])
@@ -130,7 +135,7 @@ def _scorer(
             router.fit(texts, binary, tempfile.mkdtemp(prefix="llm-eff-dpo-"))
         else:
             router.fit(texts, binary)
-        return lambda task: router.score(task.metadata.get("question", task.prompt))
+        return lambda task: router.score(_question(task))
     raise UserError(f"unknown routed kind '{kind}' (known: {', '.join(KINDS)})")
 
 
