@@ -106,7 +106,8 @@ def main() -> None:
     rows = []
     precision = "bf16" if device == "cuda" else "no"
     for spec in specs:
-        model = make_model(spec, vocab, args.seed).to(device)
+        model = (reference if spec is specs[0] else make_model(spec, vocab, args.seed)).to(device)
+        reference = None  # the budget's reference is the first model trained; no second handle
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"train {spec.name}", total=1.0)
             trained = train_to_budget(

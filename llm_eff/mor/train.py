@@ -154,6 +154,9 @@ def train_to_budget(
 
     accelerator = Accelerator(mixed_precision=mixed_precision)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    # FLOPs per token are linear in the layers run: work out the two terms once, not per step
+    fixed = train_flops_per_token(model, 0.0, seq_len)
+    per_layer = train_flops_per_token(model, 1.0, seq_len) - fixed
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     rng = np.random.default_rng(seed)
@@ -179,9 +182,7 @@ def train_to_budget(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         layers = _mean_layers(out, model)
-        spent += (
-            train_flops_per_token(accelerator.unwrap_model(model), layers, seq_len) * batch.numel()
-        )
+        spent += (fixed + per_layer * layers) * batch.numel()
         step, tokens, layer_sum = step + 1, tokens + batch.numel(), layer_sum + layers
         lm = getattr(out, "lm_loss", None)
         loss_value = float((lm if lm is not None else out.loss).detach())
