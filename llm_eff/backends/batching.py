@@ -10,6 +10,7 @@ so a local model generates for all questions at once while each question's logic
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 
 from llm_eff.backends.base import Backend, Completion, GenerationConfig
@@ -46,7 +47,7 @@ class BatchingBackend:
         return future.result()
 
     def _drain(self) -> None:
-        threading.Event().wait(self.wait_s)  # let the other threads' calls arrive
+        time.sleep(self.wait_s)  # let the other threads' calls arrive
         while True:
             with self._ready:
                 if not self._queue:
