@@ -6,8 +6,14 @@ is needed), and score a request by its embedding (see `embedding.py`):
 - `KNNRouter`: the similarity-weighted share of label-1 prompts among the k most similar
   training prompts (cosine similarity), a simplified form of RouteLLM's similarity-weighted
   ranking; the weighting keeps scores continuous, so thresholds calibrate finely;
-- `LogisticRouter`: a logistic regression on the embedding, trained with L2 and full-batch
-  gradient descent in numpy.
+- `LogisticRouter`: a logistic regression on the embedding plus the prompt's log length
+  (standardised on the training prompts; `length=False` drops it), trained with L2 and
+  full-batch gradient descent in numpy.
+
+Labels may be soft (in [0, 1]): trained on the gain label of `routers.training` (strong right
+and weak wrong 1, the reverse 0, a tie 0.5), a router ranks prompts by the accuracy the strong
+target is expected to add, which is the order that maximises accuracy at any share of strong
+calls.
 
 Both save to a folder (`router.json` + `weights.npz`) and load back to identical decisions;
 `save_router` / `load_router` also handle the small-LM routers of `routers.slm`.
@@ -47,8 +53,8 @@ class KNNRouter:
         self.vectors, self.labels = vectors.astype(np.float32), labels.astype(np.float32)
         return self
 
-    def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        """Scores for many embeddings at once."""
+    def score_vectors(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
+        """Scores for many embeddings at once (`texts` unused: kNN reads the embedding only)."""
         import torch
 
         # torch, not numpy: the embedding model runs on torch's thread pool, and OpenBLAS
@@ -73,20 +79,39 @@ class KNNRouter:
 
 @dataclass
 class LogisticRouter:
-    """P(strong needed | embedding) from a logistic regression."""
+    """P(strong needed | embedding, log length) from a logistic regression."""
 
     name: str = "logistic"
     l2: float = 1e-3
     steps: int = 300
     lr: float = 0.5
-    weights: np.ndarray = field(default_factory=lambda: np.zeros(384, np.float32))
+    length: bool = True
+    length_mean: float = 0.0
+    length_std: float = 1.0
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     bias: float = 0.0
 
-    def fit(self, vectors: np.ndarray, labels: np.ndarray) -> LogisticRouter:
-        """Full-batch gradient descent on the L2-regularised log loss."""
+    def _design(self, vectors: np.ndarray, texts: list[str] | None) -> np.ndarray:
+        """The model's inputs: the embeddings, plus the standardised log length column."""
+        x = np.asarray(vectors, dtype=np.float32)
+        if not self.length:
+            return x
+        if texts is None or len(texts) != len(x):
+            raise ValueError("the logistic router's length feature needs the prompt texts")
+        z = (np.log1p([len(t) for t in texts]) - self.length_mean) / self.length_std
+        return np.hstack([x, z.astype(np.float32)[:, None]])
+
+    def fit(
+        self, vectors: np.ndarray, labels: np.ndarray, texts: list[str] | None = None
+    ) -> LogisticRouter:
+        """Full-batch gradient descent on the L2-regularised log loss (labels in [0, 1])."""
         if len(vectors) == 0:
             raise UserError("logistic router: no training data")
-        x, y = vectors.astype(np.float64), labels.astype(np.float64)
+        if self.length and texts is not None:
+            logs = np.log1p([len(t) for t in texts])
+            self.length_mean, self.length_std = float(logs.mean()), float(logs.std() or 1.0)
+        x = self._design(vectors, texts).astype(np.float64)
+        y = labels.astype(np.float64)
         w, b = np.zeros(x.shape[1]), float(np.log((y.mean() + 1e-6) / (1 - y.mean() + 1e-6)))
         for _ in range(self.steps):
             p = 1 / (1 + np.exp(-(x @ w + b)))
@@ -95,23 +120,23 @@ class LogisticRouter:
         self.weights, self.bias = w.astype(np.float32), b
         return self
 
-    def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        """Scores for many embeddings at once (torch product: see KNNRouter.score_vectors)."""
+    def score_vectors(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
+        """Scores for many embeddings (and their texts, for the length feature) at once;
+        a torch product, see KNNRouter.score_vectors."""
         import torch
 
-        logits = (
-            torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-            @ torch.from_numpy(self.weights.astype(np.float32))
-        ).numpy() + self.bias
+        x = np.ascontiguousarray(self._design(vectors, texts), dtype=np.float32)
+        logits = (torch.from_numpy(x) @ torch.from_numpy(self.weights)).numpy() + self.bias
         return 1 / (1 + np.exp(-logits))
 
     def score(self, request: dict[str, Any] | str) -> float:
         """Score one request."""
-        return float(self.score_vectors(_vector(request)[None, :])[0])
+        text = request_text(request)
+        return float(self.score_vectors(embed([text]), [text])[0])
 
     def score_texts(self, texts: list[str]) -> np.ndarray:
         """Scores for many texts (embedded in batches)."""
-        return self.score_vectors(embed(texts))
+        return self.score_vectors(embed(texts), texts)
 
 
 TRAINED = {"knn": KNNRouter, "logistic": LogisticRouter}
@@ -147,4 +172,6 @@ def load_router(folder: str | Path) -> Any:
         raise UserError(f"not a saved router folder: {folder} ({exc})") from None
     if kind not in TRAINED:
         raise UserError(f"{folder}: unknown router kind '{kind}'")
+    if kind == "logistic":
+        meta.setdefault("length", False)  # saved before the length feature existed
     return TRAINED[kind](**meta, **arrays)

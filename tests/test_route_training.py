@@ -30,6 +30,11 @@ def test_labels_are_the_cheapest_passing_target():
         _a("4", "strong", False),
     ]
     assert routing_labels(attempts, "strong", "weak") == {"1": 0, "2": 1, "4": 0}
+    # gain: strong only 1, weak only 0, a tie (both or neither) 0.5
+    gains = routing_labels(attempts, "strong", "weak", "gain")
+    assert gains == {"1": 0.5, "2": 1.0, "3": 0.5, "4": 0.0}
+    with pytest.raises(UserError, match="unknown label kind"):
+        routing_labels(attempts, "strong", "weak", "cost")
     with pytest.raises(UserError, match="no task was passed"):
         routing_labels([_a("1", "weak", False), _a("1", "strong", False)], "strong", "weak")
     with pytest.raises(UserError, match="no system named 'big'"):
@@ -73,13 +78,17 @@ def test_calibration_hits_share_on_held_out_prompts():
         ],
         dtype=np.float32,
     )
+    texts = {name: [data.prompts[i] for i in rows]
+             for name, rows in (("train", train), ("calib", calib), ("held", held))}  # fmt: skip
     for router in (
-        LogisticRouter().fit(vectors[train], labels[train]),
+        LogisticRouter().fit(vectors[train], labels[train], texts["train"]),
         KNNRouter(k=15).fit(vectors[train], labels[train]),
     ):
         for share in (0.2, 0.5):
-            threshold = calibrate_threshold(router.score_vectors(vectors[calib]).tolist(), share)
-            held_share = float((router.score_vectors(vectors[held]) >= threshold).mean())
+            calib_scores = router.score_vectors(vectors[calib], texts["calib"])
+            threshold = calibrate_threshold(calib_scores.tolist(), share)
+            held_scores = router.score_vectors(vectors[held], texts["held"])
+            held_share = float((held_scores >= threshold).mean())
             assert abs(held_share - share) <= 0.02, (router.name, share, held_share)
 
 
@@ -121,7 +130,7 @@ def test_route_train_and_calibrate_commands(tmp_path: Path, humaneval_file: Path
 
     trained = train("reference", "tiny-llama greedy", "--router", "logistic")
     assert trained.returncode == 0, trained.stderr
-    assert "trained logistic on 3 tasks (3 need reference)" in trained.stdout
+    assert "trained logistic on 3 tasks (gain labels; 3 passed only by reference)" in trained.stdout
     calibrated = cli(
         "route", "calibrate", "--router", str(out), "--bench", bench, "--strong-share", "1.0"
     )
@@ -130,6 +139,8 @@ def test_route_train_and_calibrate_commands(tmp_path: Path, humaneval_file: Path
     assert nothing.returncode == 2 and "no task was passed" in nothing.stderr
     unknown = train("reference", "tiny-llama greedy", "--router", "bert")
     assert unknown.returncode == 2 and "unknown router 'bert'" in unknown.stderr
+    soft = train("reference", "tiny-llama greedy", "--router", "slm", "--label", "gain")
+    assert soft.returncode == 2 and "use --label cheapest" in soft.stderr
 
 
 def test_small_lm_routers_train_save_load_and_decide_identically(tmp_path: Path):

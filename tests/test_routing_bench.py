@@ -80,7 +80,7 @@ def test_trained_routers_save_load_identical(tmp_path: Path):
     probe = ["Prove the triangle inequality.", "What is 3 + 5?"]
     for router in (
         KNNRouter(k=3).fit(vectors, labels),
-        LogisticRouter(steps=200).fit(vectors, labels),
+        LogisticRouter(steps=200).fit(vectors, labels, prompts),
     ):
         folder = save_router(router, tmp_path / router.name)
         loaded = load_router(folder)
@@ -95,6 +95,32 @@ def test_trained_routers_save_load_identical(tmp_path: Path):
     )
     with pytest.raises(UserError, match="not a saved router"):
         load_router(tmp_path / "missing")
+    # the length feature: learned mean/std of log length saved with the weights
+    logistic = load_router(tmp_path / "logistic")
+    assert logistic.length and logistic.weights.shape == (385,)
+    assert logistic.length_mean == pytest.approx(np.log1p([len(p) for p in prompts]).mean())
+    with pytest.raises(ValueError, match="needs the prompt texts"):
+        logistic.score_vectors(vectors)
+    plain = LogisticRouter(length=False, steps=200).fit(vectors, labels)
+    assert plain.weights.shape == (384,) and plain.score(probe[0]) > plain.score(probe[1])
+
+
+def test_soft_gain_labels_rank_by_the_strong_models_gain():
+    """Trained on gain labels (ties 0.5), a router puts 'only strong right' prompts first and
+    'only weak right' ones last."""
+    from routers.knn import LogisticRouter
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 384)).astype(np.float32)
+    kind = rng.integers(0, 3, 600)  # 0: only weak right, 1: tie, 2: only strong right
+    vectors = centres[kind] + 0.8 * rng.normal(size=(600, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = (kind / 2).astype(np.float32)
+    router = LogisticRouter(length=False).fit(vectors[:400], labels[:400])
+    scores = router.score_vectors(vectors[400:])
+    held = kind[400:]
+    means = [float(scores[held == k].mean()) for k in (0, 1, 2)]
+    assert means[0] < means[1] < means[2]
 
 
 def loaded_knn_score(tmp_path: Path, prompt: str) -> float:
@@ -114,10 +140,20 @@ def test_route_bench_command_on_real_outcomes(tmp_path: Path):
     folder.mkdir()
     for name in ("mmlu_abstract_algebra", "mmlu_anatomy", "mmlu_astronomy", "mmlu_virology"):
         (folder / f"{name}.csv").write_text((source / f"{name}.csv").read_text())
-    out = cli("route", "bench", "--data", str(folder))
+    out = cli("route", "bench", "--data", str(folder), "--seeds", "2")
     assert out.returncode == 0, out.stderr
-    for router in ("random", "rules", "length only", "knn (MiniLM)", "logistic (MiniLM)", "oracle"):
+    for router in ("random", "rules", "length only", "knn (MiniLM)", "logistic (MiniLM)",
+                   "logistic (MiniLM + length)", "oracle"):  # fmt: skip
         assert router in out.stdout
+    assert "2 splits" in out.stdout and "±" in out.stdout
+    assert "RouteLLM causal LLM, Arena + MMLU labels" in out.stdout
+    questions = cli("route", "bench", "--data", str(folder), "--split", "questions",
+                    "--label", "cheapest")  # fmt: skip
+    assert questions.returncode == 0, questions.stderr
+    assert "held out half the questions" in questions.stdout
+    assert "cheapest labels" in questions.stdout
+    bad = cli("route", "bench", "--data", str(folder), "--split", "subjects")
+    assert bad.returncode == 2 and "unknown split 'subjects'" in bad.stderr
     assert "held out 2 of 4 groups" in out.stdout and "cost-of-pass" in out.stdout
     bad = cli("route", "bench", "--data", str(folder), "--strong", "nope")
     assert bad.returncode == 2 and "no column 'nope'" in bad.stderr

@@ -44,7 +44,30 @@ def route_bench(
     weak_price: Annotated[
         str, typer.Option(help="LiteLLM id pricing the weak model.")
     ] = "together_ai/mistralai/Mixtral-8x7B-Instruct-v0.1",
-    seed: Annotated[int, typer.Option(help="Seed of the subject split.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the (first) split.")] = 0,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Number of splits (seeds seed, seed+1, ...); numbers are means over them, "
+            "APGR with its standard deviation.",
+        ),
+    ] = 1,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="groups: hold out whole groups (subjects); questions: hold out random "
+            "questions, groups seen in training (RouteLLM's MMLU-augmented setting)."
+        ),
+    ] = "groups",
+    label: Annotated[
+        str,
+        typer.Option(
+            help="Training label of the learned routers: gain (1 only strong right, 0 only "
+            "weak right, 0.5 a tie) or cheapest (1 only strong right, 0 weak right; prompts "
+            "both got wrong dropped)."
+        ),
+    ] = "gain",
     small_lm: Annotated[
         int,
         typer.Option(
@@ -59,7 +82,7 @@ def route_bench(
     from rich.table import Table
 
     from llm_eff.core.prices import api_price
-    from routers.bench import run_bench
+    from routers.bench import PUBLISHED, run_bench
     from routers.outcomes import load_outcomes
 
     if exclude is None and data.is_dir():
@@ -81,10 +104,18 @@ def route_bench(
             prices["weak"],
             seed,
             small_lm=small_lm,
+            seeds=seeds,
+            split=split,
+            label=label,
         )
+    held = (
+        f"held out {facts['test_groups']} of {facts['test_groups'] + facts['train_groups']} groups"
+        if split == "groups"
+        else "held out half the questions (all groups seen in training)"
+    )
     console.print(
-        f"held out {facts['test_groups']} of {facts['test_groups'] + facts['train_groups']} "
-        f"groups ({facts['test_prompts']} prompts; trained on {facts['train_prompts']}). "
+        f"{held} ({facts['test_prompts']} prompts; trained on {facts['train_prompts']}; "
+        f"{label} labels; {seeds} split{'s' if seeds > 1 else ''}, means shown). "
         f"strong {facts['strong_accuracy']:.1%} at ${facts['strong_cost_per_query']:.6f}/query, "
         f"weak {facts['weak_accuracy']:.1%} at ${facts['weak_cost_per_query']:.6f}/query"
     )
@@ -101,7 +132,7 @@ def route_bench(
     for r in results:
         table.add_row(
             r.name,
-            f"{r.apgr:.3f}",
+            f"{r.apgr:.3f}" + (f" ± {r.apgr_std:.3f}" if seeds > 1 else ""),
             f"{r.cpt50:.1%}",
             f"{r.cpt80:.1%}",
             f"{r.aiq:.4f}",
@@ -110,6 +141,10 @@ def route_bench(
             "-" if r.decision_ms is None else f"{r.decision_ms:.3f}",
         )
     console.print(table)
+    if (strong, weak) == ("gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"):
+        console.print("RouteLLM's published CPT(50%) on MMLU for this pair (their training data):")
+        for name, value in PUBLISHED:
+            console.print(f"  {name}: {value}")
 
 
 def _prompts_from(bench: str | None, prompts: Path | None) -> dict[str, str]:
@@ -151,8 +186,17 @@ def route_train(
         ),
     ] = "knn",
     base: Annotated[str, typer.Option(help="Small LM for slm/dpo routers.")] = "smollm2-135m",
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="cheapest (1 if only the strong system passed, 0 if the weak one did; tasks "
+            "neither passed are dropped) or gain (1 strong only, 0 weak only, 0.5 a tie: ranks "
+            "by the accuracy the strong system adds). Default: gain for knn/logistic, cheapest "
+            "for slm/dpo, which learn two classes."
+        ),
+    ] = None,
 ) -> None:
-    """Train a router from an eval run log: label = the cheapest system that passed."""
+    """Train a router from an eval run log: labels from which system passed each task."""
     import numpy as np
 
     from llm_eff.core.runlog import RunLog
@@ -166,7 +210,11 @@ def route_train(
         raise UserError(f"unknown router '{router}' (trainable: {known})")
     if not runs.is_file():
         raise UserError(f"run log not found: {runs}")
-    labels = routing_labels(RunLog(runs).read(), strong, weak)
+    small = router in SMALL_LM
+    label = label or ("cheapest" if small else "gain")
+    if small and label != "cheapest":
+        raise UserError(f"the {router} router learns two classes: use --label cheapest")
+    labels = routing_labels(RunLog(runs).read(), strong, weak, label)
     prompts = _prompts_from(bench, None)
     ids = [t for t in labels if t in prompts]
     if not ids:
@@ -177,11 +225,14 @@ def route_train(
         model = SMALL_LM[router](base=base).fit(texts, y)
     elif router == "dpo":
         model = SMALL_LM[router](base=base).fit(texts, y, out)
+    elif router == "logistic":
+        model = TRAINED[router]().fit(embed(texts), y, texts)
     else:
         model = TRAINED[router]().fit(embed(texts), y)
     save_router(model, out)
+    needs = sum(labels[t] == 1.0 for t in ids)
     typer.echo(
-        f"trained {router} on {len(ids)} tasks ({sum(labels[t] for t in ids)} need "
+        f"trained {router} on {len(ids)} tasks ({label} labels; {needs} passed only by "
         f"{strong}); saved to {out}"
     )
 

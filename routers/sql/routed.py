@@ -116,9 +116,10 @@ def _scorer(
         from routers.knn import KNNRouter, LogisticRouter
 
         y = np.asarray(labels, np.float32)
-        vectors = embed([_question(t) for t in train])
+        texts = [_question(t) for t in train]
+        vectors = embed(texts)
         model = KNNRouter().fit(vectors, y) if kind == "knn" else LogisticRouter().fit(
-            vectors, (y > 0).astype(np.float32)
+            vectors, (y > 0).astype(np.float32), texts
         )  # fmt: skip
         return lambda task: float(model.score(_question(task)))
     if kind in ("slm", "dpo"):
