@@ -17,6 +17,7 @@ def _trained(name: str, path: str) -> Router:
 
     router = load_router(path)
     router.name = name
+    router.score("")  # load the encoder now, not on the first request
     return router
 
 
