@@ -82,8 +82,8 @@ def main() -> None:
         "chat (one line)": CHAT,
         "MMLU question": [outcomes.prompts[i] for i in probe],
         "document (~1k tokens)": [
-            " ".join(outcomes.prompts[j] for j in probe[i : i + 12]) for i in range(0, 36, 3)
-        ],  # fmt: skip
+            " ".join(outcomes.prompts[j] for j in probe[i : i + 24]) for i in range(0, 24, 2)
+        ],
     }
     table = Table("router", "encoder", *[f"{k} p50 / p95 ms" for k in prompts])
     rules = RuleRouter()

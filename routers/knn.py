@@ -30,7 +30,7 @@ import numpy as np
 
 from llm_eff.core.errors import UserError
 from routers.base import request_text
-from routers.embedding import embed
+from routers.embedding import dot, embed
 
 
 def _vector(request: dict[str, Any] | str) -> np.ndarray:
@@ -55,14 +55,7 @@ class KNNRouter:
 
     def score_vectors(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
         """Scores for many embeddings at once (`texts` unused: kNN reads the embedding only)."""
-        import torch
-
-        # torch, not numpy: the embedding model runs on torch's thread pool, and OpenBLAS
-        # threads spinning after a numpy product would slow the next embedding several-fold
-        sims = (
-            torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-            @ torch.from_numpy(self.vectors).T
-        ).numpy()
+        sims = dot(vectors, self.vectors.T)
         k = min(self.k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         weights = np.maximum(np.take_along_axis(sims, top, axis=1), 1e-6)
@@ -121,12 +114,8 @@ class LogisticRouter:
         return self
 
     def score_vectors(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
-        """Scores for many embeddings (and their texts, for the length feature) at once;
-        a torch product, see KNNRouter.score_vectors."""
-        import torch
-
-        x = np.ascontiguousarray(self._design(vectors, texts), dtype=np.float32)
-        logits = (torch.from_numpy(x) @ torch.from_numpy(self.weights)).numpy() + self.bias
+        """Scores for many embeddings (and their texts, for the length feature) at once."""
+        logits = dot(self._design(vectors, texts), self.weights) + self.bias
         return 1 / (1 + np.exp(-logits))
 
     def score(self, request: dict[str, Any] | str) -> float:

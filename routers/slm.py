@@ -209,7 +209,8 @@ class DPORouter(_SmallLMRouter):
         pad = self._tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        logits = self._lm(input_ids=ids, attention_mask=mask).logits[:, -len(tail) - 1 : -1]
+        keep = len(tail) + 1  # only the positions that predict the answer's tokens
+        logits = self._lm(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits[:, :-1]
         picked = logits.float().log_softmax(-1).gather(-1, ids[:, -len(tail) :, None])
         return picked.squeeze(-1).sum(-1)
 

@@ -72,8 +72,8 @@ def route_bench(
         int,
         typer.Option(
             min=0,
-            help="Also train the SmolLM2 classifier router on this many training prompts "
-            "(class-balanced sample; slow on CPU). 0: skip it.",
+            help="Also train the SmolLM2 classifier and DPO routers on this many training "
+            "prompts (class-balanced sample; slow on CPU). 0: skip them.",
         ),
     ] = 0,
 ) -> None:
