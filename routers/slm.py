@@ -82,9 +82,13 @@ class _SmallLMRouter:
 
         if self._lm is None:
             raise UserError(f"{self.kind} router: not trained or loaded")
+        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
+        scores = np.zeros(len(texts))
         with torch.no_grad():
-            out = [self._batch_scores(texts[i : i + 16]).numpy() for i in range(0, len(texts), 16)]
-        return np.concatenate(out) if out else np.zeros(0)
+            for i in range(0, len(texts), 16):
+                rows = order[i : i + 16]
+                scores[rows] = self._batch_scores([texts[j] for j in rows]).float().numpy()
+        return scores
 
     def score(self, request: dict[str, Any] | str) -> float:
         """Score one request."""
