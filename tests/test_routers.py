@@ -35,6 +35,19 @@ def test_rule_router_orders_easy_below_hard():
     assert long >= router.w_length  # saturated length signal
 
 
+def test_rule_router_reads_head_and_tail_of_long_prompts():
+    router = RuleRouter()
+    filler = "Some plain narrative text without any markers at all. " * 200  # ~11k characters
+    assert router.features(filler)["code"] == 0.0 and router.features(filler)["length"] > 0.5
+    tail = router.features(filler + "\ndef solve(x):\n    return x ** 2\n")
+    head = router.features("Prove that 3 * 4 = 12, step by step.\n" + filler)
+    assert tail["code"] == 1.0
+    assert head["math"] == 1.0 and head["reasoning"] == 1.0
+    middle = router.features(filler + "SELECT * FROM t JOIN u" + filler)
+    assert middle["code"] == 0.0  # beyond the searched head and tail
+    assert router.features("SELECT name FROM users")["code"] == 1.0
+
+
 def test_route_applies_threshold_outside_the_router():
     router = RuleRouter()
     request = _req("Prove that the sum of two even numbers is even. Why?")
