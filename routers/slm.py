@@ -225,8 +225,17 @@ class DPORouter(_SmallLMRouter):
         margin = self._answer_logprobs(prompts, STRONG) - self._answer_logprobs(prompts, WEAK)
         return torch.sigmoid(margin)
 
-    def fit(self, texts: list[str], labels: np.ndarray, out_dir: str | Path) -> DPORouter:
-        """Preference-tune on pairs: the right answer (label 1 -> strong) over the wrong one."""
+    def fit(
+        self, texts: list[str], labels: np.ndarray, out_dir: str | Path | None = None
+    ) -> DPORouter:
+        """Preference-tune on pairs: the right answer (label 1 -> strong) over the wrong one.
+        trl's files and the adapter go to `out_dir` (a temporary folder when None)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="llm-eff-dpo-") as scratch:
+            return self._fit(texts, labels, Path(out_dir or scratch))
+
+    def _fit(self, texts: list[str], labels: np.ndarray, out_dir: Path) -> DPORouter:
         import torch
         from datasets import Dataset
         from transformers.utils import logging as hf_logging
@@ -241,7 +250,7 @@ class DPORouter(_SmallLMRouter):
             rows["chosen"].append(STRONG if label else WEAK)
             rows["rejected"].append(WEAK if label else STRONG)
         args = DPOConfig(
-            output_dir=str(Path(out_dir) / "trl"), per_device_train_batch_size=self.batch_size,
+            output_dir=str(out_dir / "trl"), per_device_train_batch_size=self.batch_size,
             num_train_epochs=self.epochs, learning_rate=self.lr, beta=self.beta,
             max_length=self.max_length, logging_steps=10, save_strategy="no", report_to="none",
             use_cpu=not torch.cuda.is_available(), seed=self.seed, disable_tqdm=True,
@@ -254,11 +263,11 @@ class DPORouter(_SmallLMRouter):
         )  # fmt: skip
         trainer.train()
         # reopen the adapter on a fresh base, so a trained router and a loaded one are the same
-        trainer.model.save_pretrained(Path(out_dir) / "adapter")
+        trainer.model.save_pretrained(out_dir / "adapter")
         from peft import PeftModel
 
         base, _ = _load_lm(self.base)
-        self._lm = PeftModel.from_pretrained(base, str(Path(out_dir) / "adapter")).eval()
+        self._lm = PeftModel.from_pretrained(base, str(out_dir / "adapter")).eval()
         return self
 
 

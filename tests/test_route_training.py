@@ -154,7 +154,7 @@ def test_small_lm_routers_train_save_load_and_decide_identically(tmp_path: Path)
     scores = slm.score_texts(texts)
     assert scores[10:].min() > scores[:10].max()  # it separates what it was taught
     dpo = DPORouter(base="tiny-llama", epochs=2, lr=1e-3, batch_size=4)
-    dpo.fit(texts, labels, tmp_path / "dpo-train")
+    dpo.fit(texts, labels)  # trl works in a temporary folder, gone once fit returns
     for router, folder in ((slm, tmp_path / "slm"), (dpo, tmp_path / "dpo")):
         save_router(router, folder)
         loaded = load_router(folder)

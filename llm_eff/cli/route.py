@@ -221,10 +221,8 @@ def route_train(
         raise UserError(f"no task of the run log is in {bench}")
     texts = [prompts[t] for t in ids]
     y = np.array([labels[t] for t in ids], dtype=np.float32)
-    if router == "slm":
+    if small:
         model = SMALL_LM[router](base=base).fit(texts, y)
-    elif router == "dpo":
-        model = SMALL_LM[router](base=base).fit(texts, y, out)
     elif router == "logistic":
         model = TRAINED[router]().fit(embed(texts), y, texts)
     else:

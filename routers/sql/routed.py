@@ -123,19 +123,12 @@ def _scorer(
         )  # fmt: skip
         return lambda task: float(model.score(_question(task)))
     if kind in ("slm", "dpo"):
-        import tempfile
-
         from routers.slm import SMALL_LM
 
-        texts = [_question(t) for t in train]
         binary = (np.asarray(labels) > 0).astype(np.int64)
         if len(set(binary.tolist())) < 2:  # one class only: every question gets that target
             return lambda task: float(binary[0])
-        router = SMALL_LM[kind](seed=seed)
-        if kind == "dpo":
-            router.fit(texts, binary, tempfile.mkdtemp(prefix="llm-eff-dpo-"))
-        else:
-            router.fit(texts, binary)
+        router = SMALL_LM[kind](seed=seed).fit([_question(t) for t in train], binary)
         return lambda task: router.score(_question(task))
     raise UserError(f"unknown routed kind '{kind}' (known: {', '.join(KINDS)})")
 
