@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from routers.knn import KNNRouter, LogisticRouter
 from routers.outcomes import Outcomes
 from routers.random_router import RandomRouter
 from routers.rules import RuleRouter
-from routers.training import gain_label
+from routers.training import check_label_kind, gain_label, label_value
 
 # RouteLLM's published MMLU figures (GPT-4-1106 vs Mixtral-8x7B; lmsys.org blog, 2024-07-01,
 # Figure 4, and arXiv 2406.18665): routers trained on Chatbot Arena preferences alone were
@@ -53,8 +54,23 @@ class RouterResult:
     cost_at_strong_accuracy: float | None
     decision_ms: float | None
     cost_of_pass_at_cpt50: float = float("inf")
-    apgr_std: float = 0.0
     apgr_runs: tuple[float, ...] = ()
+
+    @property
+    def apgr_std(self) -> float:
+        """Standard deviation of the APGR over the seeds (0 for one)."""
+        return float(np.std(self.apgr_runs)) if self.apgr_runs else 0.0
+
+
+class _Run(NamedTuple):
+    """One router's numbers on one split."""
+
+    apgr: float
+    cpt50: float
+    cpt80: float
+    aiq: float
+    cost_at_strong_accuracy: float | None
+    cost_of_pass_at_cpt50: float
 
 
 def split_groups(
@@ -65,8 +81,7 @@ def split_groups(
     if len(groups) < 2:
         raise UserError("need at least two groups (e.g. subjects) to hold some out")
     random.Random(seed).shuffle(groups)
-    cut = max(1, min(len(groups) - 1, round(len(groups) * train_share)))
-    train_groups = set(groups[:cut])
+    train_groups = set(groups[: _cut(len(groups), train_share)])
     train = [i for i, g in enumerate(outcomes.groups) if g in train_groups]
     test = [i for i, g in enumerate(outcomes.groups) if g not in train_groups]
     return train, test
@@ -78,8 +93,13 @@ def split_questions(
     """Row indices of train and test, questions drawn at random (groups seen in both)."""
     rows = list(range(len(outcomes.prompts)))
     random.Random(seed).shuffle(rows)
-    cut = max(1, min(len(rows) - 1, round(len(rows) * train_share)))
+    cut = _cut(len(rows), train_share)
     return sorted(rows[:cut]), sorted(rows[cut:])
+
+
+def _cut(n: int, train_share: float) -> int:
+    """How many of `n` shuffled items go to training: the share, leaving one on each side."""
+    return max(1, min(n - 1, round(n * train_share)))
 
 
 SPLITS = {"groups": split_groups, "questions": split_questions}
@@ -107,13 +127,10 @@ def _latency_ms(score: Callable[[str], float], prompts: list[str]) -> float:
 
 def _labels(strong_ok: list[bool], weak_ok: list[bool], kind: str) -> tuple[np.ndarray, np.ndarray]:
     """(rows to train on, labels): `routers.training`'s label kinds on outcome vectors."""
-    pairs = list(zip(strong_ok, weak_ok, strict=True))
-    if kind == "gain":
-        return np.arange(len(pairs)), np.array([gain_label(s, w) for s, w in pairs], np.float32)
-    if kind != "cheapest":
-        raise UserError(f"unknown label kind '{kind}' (use cheapest or gain)")
-    keep = np.array([i for i, (s, w) in enumerate(pairs) if s or w], dtype=int)
-    return keep, np.array([float(not pairs[i][1]) for i in keep], np.float32)
+    check_label_kind(kind)
+    values = [label_value(kind, s, w) for s, w in zip(strong_ok, weak_ok, strict=True)]
+    rows = np.array([i for i, y in enumerate(values) if y is not None], dtype=int)
+    return rows, np.array([values[i] for i in rows], np.float32)
 
 
 Scorers = dict[str, tuple[list[float], Callable[[str], float] | None]]
@@ -160,8 +177,6 @@ def _scorers(
         "oracle": ([gain_label(s, w) for s, w in zip(s_ok, w_ok, strict=True)], None),
     }
     if small_lm > 0:
-        import tempfile
-
         from routers.slm import DPORouter, SLMRouter
 
         binary = np.array([s and not w for s, w in zip(train.correct[strong],
@@ -175,14 +190,8 @@ def _scorers(
         sampled = [train.prompts[i] for i in sample]
         slm = SLMRouter(epochs=1, max_length=160, seed=seed).fit(sampled, binary[sample])
         scorers["slm (SmolLM2 + LoRA)"] = (slm.score_texts(test.prompts).tolist(), slm.score)
-        with tempfile.TemporaryDirectory(prefix="llm-eff-dpo-") as folder:
-            dpo = DPORouter(epochs=1, max_length=160, seed=seed).fit(
-                sampled, binary[sample], folder
-            )
-            scorers["dpo (SmolLM2 + LoRA, trl)"] = (
-                dpo.score_texts(test.prompts).tolist(),
-                dpo.score,
-            )
+        dpo = DPORouter(epochs=1, max_length=160, seed=seed).fit(sampled, binary[sample])
+        scorers["dpo (SmolLM2 + LoRA, trl)"] = (dpo.score_texts(test.prompts).tolist(), dpo.score)
     return scorers
 
 
@@ -212,7 +221,7 @@ def run_bench(
     if seeds < 1:
         raise UserError("seeds must be at least 1")
     vectors = embed(outcomes.prompts)
-    runs: dict[str, list[tuple[float, float, float, float, float | None, float]]] = {}
+    runs: dict[str, list[_Run]] = {}
     latency: dict[str, float | None] = {}
     facts: dict[str, float] = {}
     for run in range(seeds):
@@ -229,7 +238,7 @@ def run_bench(
             reaching = [p.cost for p in points if p.accuracy >= strong_acc - 1e-12]
             half = cpt(points, 0.5)
             at_half = next(p for p in points if p.strong_share >= half - 1e-12)
-            runs.setdefault(name, []).append((
+            runs.setdefault(name, []).append(_Run(
                 apgr(points), half, cpt(points, 0.8), aiq(points),
                 min(reaching) if reaching else None,
                 cost_of_pass([at_half.cost], [at_half.accuracy]),
@@ -247,27 +256,20 @@ def run_bench(
                 "strong_cost_per_query": float(np.mean(s_cost)),
                 "weak_cost_per_query": float(np.mean(w_cost)),
             }
-    facts["seeds"] = seeds
     return [_summary(name, rows, latency[name]) for name, rows in runs.items()], facts
 
 
-def _summary(
-    name: str,
-    rows: list[tuple[float, float, float, float, float | None, float]],
-    decision_ms: float | None,
-) -> RouterResult:
+def _summary(name: str, runs: list[_Run], decision_ms: float | None) -> RouterResult:
     """Means over the seeds' results (the cost at strong accuracy over the seeds reaching it)."""
-    columns = list(zip(*rows, strict=True))
-    reached = [c for c in columns[4] if c is not None]
+    reached = [r.cost_at_strong_accuracy for r in runs if r.cost_at_strong_accuracy is not None]
     return RouterResult(
         name,
-        float(np.mean(columns[0])),
-        float(np.mean(columns[1])),
-        float(np.mean(columns[2])),
-        float(np.mean(columns[3])),
+        float(np.mean([r.apgr for r in runs])),
+        float(np.mean([r.cpt50 for r in runs])),
+        float(np.mean([r.cpt80 for r in runs])),
+        float(np.mean([r.aiq for r in runs])),
         float(np.mean(reached)) if reached else None,
         decision_ms,
-        float(np.mean(columns[5])),
-        float(np.std(columns[0])),
-        tuple(float(a) for a in columns[0]),
+        float(np.mean([r.cost_of_pass_at_cpt50 for r in runs])),
+        tuple(r.apgr for r in runs),
     )

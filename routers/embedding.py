@@ -111,8 +111,9 @@ def _export(path: Path, int8: bool) -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def _session(kind: str) -> tuple[Any, Any]:
-    """(onnxruntime session, tokenizer) for `kind`, exporting the graph on first use."""
+def _session(kind: str) -> tuple[Any, Any, int]:
+    """(onnxruntime session, tokenizer, token limit) for `kind`, exporting the graph on first
+    use."""
     import hashlib
 
     import onnxruntime as ort
@@ -126,7 +127,7 @@ def _session(kind: str) -> tuple[Any, Any]:
     if not path.is_file():
         _export(path, int8=kind == "onnx-int8")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session, AutoTokenizer.from_pretrained(str(model_dir()))
+    return session, AutoTokenizer.from_pretrained(str(model_dir())), _max_tokens()
 
 
 def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -141,8 +142,7 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
             show_progress_bar=False,
         )
         return vectors.astype(np.float32)
-    session, tokenizer = _session(kind)
-    limit = _max_tokens()
+    session, tokenizer, limit = _session(kind)
     out = np.zeros((len(texts), 384), np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
     step = min(batch_size, 8)  # onnxruntime on CPU: batches of 8 beat 64 by 1.5x (measured)

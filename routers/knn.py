@@ -33,6 +33,11 @@ from routers.base import request_text
 from routers.embedding import dot, embed
 
 
+def _log_lengths(texts: list[str]) -> np.ndarray:
+    """log(1 + characters) of each text: the logistic router's length feature, unscaled."""
+    return np.log1p([len(t) for t in texts])
+
+
 def _vector(request: dict[str, Any] | str) -> np.ndarray:
     return embed([request_text(request)])[0]
 
@@ -91,7 +96,7 @@ class LogisticRouter:
             return x
         if texts is None or len(texts) != len(x):
             raise ValueError("the logistic router's length feature needs the prompt texts")
-        z = (np.log1p([len(t) for t in texts]) - self.length_mean) / self.length_std
+        z = (_log_lengths(texts) - self.length_mean) / self.length_std
         return np.hstack([x, z.astype(np.float32)[:, None]])
 
     def fit(
@@ -101,7 +106,7 @@ class LogisticRouter:
         if len(vectors) == 0:
             raise UserError("logistic router: no training data")
         if self.length and texts is not None:
-            logs = np.log1p([len(t) for t in texts])
+            logs = _log_lengths(texts)
             self.length_mean, self.length_std = float(logs.mean()), float(logs.std() or 1.0)
         x = self._design(vectors, texts).astype(np.float64)
         y = labels.astype(np.float64)

@@ -27,12 +27,24 @@ from llm_eff.core.types import Attempt
 LABELS = ("cheapest", "gain")
 
 
+def check_label_kind(kind: str) -> None:
+    """UserError unless `kind` is one of `LABELS`."""
+    if kind not in LABELS:
+        raise UserError(f"unknown label kind '{kind}' (use {' or '.join(LABELS)})")
+
+
+def label_value(kind: str, strong_ok: bool, weak_ok: bool) -> float | None:
+    """One task's label of `kind` (module docstring); None where the kind leaves it out."""
+    if kind == "gain":
+        return gain_label(strong_ok, weak_ok)
+    return float(not weak_ok) if strong_ok or weak_ok else None
+
+
 def routing_labels(
     attempts: Sequence[Attempt], strong: str, weak: str, kind: str = "cheapest"
 ) -> dict[str, float]:
     """task id -> label of `kind` (see module docstring); systems matched by name."""
-    if kind not in LABELS:
-        raise UserError(f"unknown label kind '{kind}' (use {' or '.join(LABELS)})")
+    check_label_kind(kind)
     passed: dict[str, dict[str, bool]] = defaultdict(dict)
     names = {a.system for a in attempts}
     for system in (strong, weak):
@@ -46,9 +58,8 @@ def routing_labels(
     both = {t: p for t, p in passed.items() if len(p) == 2}
     if not any(p[strong] or p[weak] for p in both.values()):
         raise UserError("no task was passed by either target: nothing to learn a route from")
-    if kind == "gain":
-        return {t: gain_label(p[strong], p[weak]) for t, p in both.items()}
-    return {t: float(not p[weak]) for t, p in both.items() if p[strong] or p[weak]}
+    labels = {t: label_value(kind, p[strong], p[weak]) for t, p in both.items()}
+    return {t: y for t, y in labels.items() if y is not None}
 
 
 def gain_label(strong_ok: bool, weak_ok: bool) -> float:
