@@ -31,20 +31,6 @@ def _procs_with(marker: str) -> list[int]:
     return found
 
 
-def _sandbox_uid_procs() -> list[int]:
-    """Host processes running under the sandbox's unprivileged uids."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-        if uid >= 200_000:
-            found.append(int(pid))
-    return found
-
-
 def test_passing_and_failing_programs():
     ok = run_python_tests("def f(x):\n    return x + 1\n", "def test_a():\n    assert f(1) == 2\n")
     assert ok.passed and ok.reason == "passed" and ok.tests_total == 1
@@ -89,19 +75,6 @@ def test_memory_hog_is_stopped():
         limits=Limits(wall_s=20, memory_mb=1024),
     )
     assert not out.passed and out.reason == "memory"
-
-
-@pytest.mark.skipif(
-    isolation_mode() != "namespaces-root", reason="process limit needs a uid of its own"
-)
-def test_fork_bomb_is_contained():
-    code = "import os\ndef bomb():\n    while True:\n        os.fork()\n"
-    out = run_python_tests(code, "def test_a():\n    bomb()\n", limits=Limits(wall_s=5, nproc=32))
-    assert not out.passed and out.reason == "process_limit"
-    time.sleep(0.5)
-    assert _sandbox_uid_procs() == []
-    assert os.fork  # the test process itself is unharmed and can still start programs
-    assert run_sandboxed([sys.executable, "-c", "print('alive')"]).stdout.strip() == "alive"
 
 
 def test_busy_child_left_behind_is_killed():

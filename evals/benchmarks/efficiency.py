@@ -56,7 +56,7 @@ def load_efficiency(split: str | None = None, timeout_s: float = 10.0) -> Benchm
 
     def score(task: Task, output: str) -> TestOutcome:
         program = program_from_output(task, output)
-        outcome = run_python_tests(program, task.tests, limits=limits)
+        outcome = run_python_tests(program, task.tests, limits=limits, entry_point=task.entry_point)
         if outcome.passed:
             outcome.runtime_s = measure_runtime(program, task, timeout_s=timeout_s)
         return outcome

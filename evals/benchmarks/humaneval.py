@@ -54,7 +54,8 @@ def load_humaneval(path: str, timeout_s: float = 20.0) -> Benchmark:
     limits = Limits(wall_s=timeout_s, cpu_s=int(timeout_s))
 
     def score(task: Task, output: str) -> TestOutcome:
-        return run_python_tests(program_from_output(task, output), task.tests, limits=limits)
+        program = program_from_output(task, output)
+        return run_python_tests(program, task.tests, limits=limits, entry_point=task.entry_point)
 
     def reference(task: Task) -> str:
         return "```python\n" + task.metadata["raw_prompt"] + task.reference + "\n```"

@@ -111,7 +111,8 @@ class ExecutionReward:
     def tests(self, code: str, task: Task) -> TestOutcome:
         """Run the task's tests against `code` in the sandbox."""
         limits = Limits.within(self.config.timeout_s)
-        return run_python_tests(code, task.tests, task.setup_code, limits=limits)
+        entry = task.entry_point or None
+        return run_python_tests(code, task.tests, task.setup_code, limits=limits, entry_point=entry)
 
     def _runtime(self, code: str, task: Task) -> float | None:
         cfg = self.config

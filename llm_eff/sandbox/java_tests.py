@@ -25,6 +25,30 @@ _TOP_PUBLIC = re.compile(
 )
 _PACKAGE = re.compile(r"^\s*package\s+[\w.]+\s*;", re.M)
 _IMPORT = re.compile(r"^\s*import\s+[\w.*\s]+;\s*$", re.M)
+_TEST_METHOD = re.compile(
+    r"@(?:Test|ParameterizedTest|RepeatedTest|TestFactory)\b(?:\([^)]*\))?"
+    r"(?:\s*@\w+(?:\([^)]*\))?)*\s+(?:public\s+|protected\s+)?(?:static\s+)?\w+\s+(\w+)\s*\("
+)
+
+
+def expected_java_tests(tests: str) -> set[str]:
+    """Names of the test methods in the JUnit source (annotated @Test and its kin)."""
+    return set(_TEST_METHOD.findall(tests))
+
+
+def cross_check(per_test: dict[str, tuple[str, str]], expected: set[str]) -> dict | None:
+    """Per-test results limited to the expected methods, or None when the report names a
+    test the source does not have (a report the program wrote). Missing ones fail."""
+    by_method: dict[str, tuple[str, str]] = {}
+    for name, result in per_test.items():
+        method = name.rsplit("::", 1)[-1].split("(", 1)[0]
+        if method not in expected:
+            return None
+        if method not in by_method or result[0] != "passed":
+            by_method[method] = result
+    for method in expected - set(by_method):
+        by_method[method] = ("missing", "the test reported no result")
+    return by_method
 
 
 def _prepare(source: str, open_types: bool = True) -> tuple[list[str], str]:
@@ -100,4 +124,12 @@ def run_java_tests(
         )
         return outcome
     per_test = {k: v for data in reports for k, v in parse_junit(data).items()}
+    expected = expected_java_tests(test_body)
+    if expected:
+        checked = cross_check(per_test, expected)
+        if checked is None:
+            outcome.reason = "tampering"
+            outcome.message = "the test report names tests the test source does not have"
+            return outcome
+        per_test = checked
     return apply_test_results(outcome, per_test, tail)

@@ -1,4 +1,10 @@
-"""Resource limits for one sandboxed run."""
+"""Resource limits for one sandboxed run.
+
+Memory and the task count are caps on the program and all its children together where the
+machine gives the run a cgroup (`cgroups.py`), and per process (rlimits) everywhere. The work
+dir, `/tmp` and `/dev/shm` are private tmpfs mounts capped at `disk_mb` each; their pages and
+inodes are charged to the run's memory cgroup too, so a flood of files ends at `memory_mb`.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,12 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class Limits:
-    """Wall/CPU time, address space, file size, process count and open files for one run."""
+    """Wall/CPU time, memory, disk, file size, process count and open files for one run."""
 
     wall_s: float = 30.0
     cpu_s: int = 20
     memory_mb: int = 4096
+    disk_mb: int = 256
     file_mb: int = 64
     nproc: int = 128
     nofile: int = 256

@@ -21,6 +21,13 @@ REASONS = (
     "crash",
     "no_tests",
     "no_code",
+    # verdict integrity (the harness and supervisor, see python_tests.py)
+    "tampering",
+    "no_tests_ran",
+    "early_exit",
+    "interrupted",
+    "bad_answer_type",
+    "missing_results",
 )
 
 

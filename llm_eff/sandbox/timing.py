@@ -1,45 +1,30 @@
-"""Time a program's workload inside the sandbox: CPU time, warm-up, doubling rounds, median.
+"""Time a program's workload from outside the sandbox: kernel CPU time, warm-up, median.
 
 The workload is the task's `metadata["workload"]` source (a `workload()` function calling the
 solution on a sizeable input) or, failing that, the task's tests: every argument-free `test_*`
-function and every `unittest.TestCase` class. It runs `warmup` times untimed, then in
-`repeats` timed rounds of `n` calls each, `n` doubled until one round takes at least
-`min_round_s`; the runtime is the median round divided by `n`. CPU time
-(`time.process_time`) makes sleeping free and the machine's other load matter little.
+function and every `unittest.TestCase` class. Each measurement is a whole sandboxed run of
+`timer.py`, and its CPU time (user + system, the program and all its children) is read by
+the supervisor from the run's cgroup or the reaped process's rusage, never from a clock inside
+the program. A run with no timed calls gives the fixed cost (interpreter start, imports,
+warm-up); the runtime is (median timed run - median base run) / n, with `n` chosen by the
+supervisor from a growing probe so that the timed calls take at least `min_round_s` (and at
+least 0.3 s, against the fixed cost's noise). CPU time
+makes sleeping free and the machine's other load matter little.
 """
 
 from __future__ import annotations
 
-import json
+import math
+import statistics
 import sys
 
 from llm_eff.core.types import Task
 from llm_eff.sandbox.limits import Limits
-from llm_eff.sandbox.runner import run_sandboxed
+from llm_eff.sandbox.runner import helper_path, run_sandboxed
 
-TIMER = r"""
-import json, statistics, sys, time
-warmup, repeats, min_round = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-from workload import workload
-for _ in range(warmup):
-    workload()
-n = 1
-while True:
-    t = time.process_time()
-    for _ in range(n):
-        workload()
-    spent = time.process_time() - t
-    if spent >= min_round or n >= 1 << 16:
-        break
-    n *= 2
-rounds = [spent]
-for _ in range(repeats - 1):
-    t = time.process_time()
-    for _ in range(n):
-        workload()
-    rounds.append(time.process_time() - t)
-print("RUNTIME " + json.dumps({"per_call_s": statistics.median(rounds) / n, "calls": n}))
-"""
+MAX_CALLS = 1 << 16
+PROBE_S = 0.1
+TARGET_S = 0.3
 TEST_WORKLOAD = """
 
 def workload():
@@ -63,18 +48,49 @@ def workload_source(task: Task) -> str:
     return head + task.tests + "\n" + task.setup_code + TEST_WORKLOAD
 
 
-def measure_runtime(
-    code: str, task: Task, repeats: int = 5, warmup: int = 1, min_round_s: float = 0.02,
-    timeout_s: float = 10.0,
-) -> float | None:  # fmt: skip
-    """CPU seconds per workload call of `code` in the sandbox; None if it fails or times out."""
-    limits = Limits.within(timeout_s)
-    files = {"solution.py": code, "workload.py": workload_source(task), "timer.py": TIMER}
-    argv = [str(warmup), str(repeats), str(min_round_s)]
-    result = run_sandboxed([sys.executable, "timer.py", *argv], files, limits)
-    if result.timed_out or result.returncode != 0:
+def _cpu_of_run(files: dict, calls: int, warmup: int, limits: Limits) -> float | None:
+    command = [sys.executable, "-I", helper_path("timer.py"), str(calls), str(warmup)]
+    result = run_sandboxed(command, files, limits)
+    if result.timed_out or result.returncode != 0 or result.cpu_s is None:
         return None
-    for line in result.stdout.splitlines():
-        if line.startswith("RUNTIME "):
-            return float(json.loads(line[len("RUNTIME ") :])["per_call_s"])
-    return None
+    return result.cpu_s
+
+
+def measure_runtime(
+    code: str,
+    task: Task,
+    repeats: int = 5,
+    warmup: int = 1,
+    min_round_s: float = 0.02,
+    timeout_s: float = 10.0,
+) -> float | None:
+    """CPU seconds per workload call of `code`, measured by the kernel; None if it fails."""
+    limits = Limits.within(timeout_s)
+    files = {"solution.py": code, "timed_workload.py": workload_source(task)}
+    base = _cpu_of_run(files, 0, warmup, limits)
+    if base is None:
+        return None
+    # a run's fixed cost varies by tens of milliseconds: grow the probe until the calls cost
+    # clearly more than that, then time at least TARGET_S of calls
+    probe_calls = 1
+    while True:
+        probe = _cpu_of_run(files, probe_calls, warmup, limits)
+        if probe is None:
+            return None
+        if probe - base >= PROBE_S or probe_calls >= MAX_CALLS:
+            break
+        probe_calls *= 8
+    per_call = max(probe - base, 1e-9) / probe_calls
+    target = max(min_round_s, TARGET_S)
+    calls = max(1, min(MAX_CALLS, math.ceil(target / per_call), int(timeout_s / 3 / per_call)))
+    bases, timed = [base], []
+    for _ in range(max(1, repeats)):
+        spent = _cpu_of_run(files, calls, warmup, limits)
+        if spent is None:
+            return None
+        timed.append(spent)
+        if len(bases) < max(1, repeats // 2 + 1):
+            again = _cpu_of_run(files, 0, warmup, limits)
+            if again is not None:
+                bases.append(again)
+    return max(statistics.median(timed) - statistics.median(bases), 0.0) / calls
