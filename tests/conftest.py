@@ -79,3 +79,16 @@ def cli(
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout
     )
+
+
+def procs_with(marker: str) -> list[int]:
+    """Host processes (other than this one) whose command line contains `marker`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmd and int(pid) != os.getpid():
+            found.append(int(pid))
+    return found

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -13,22 +12,9 @@ import pytest
 from llm_eff.sandbox import Limits, run_python_tests, run_sandboxed
 from llm_eff.sandbox.isolation import isolation_mode
 
-from .conftest import JAVA_LIBS
+from .conftest import JAVA_LIBS, procs_with
 
 FAST = Limits(wall_s=10, cpu_s=5)
-
-
-def _procs_with(marker: str) -> list[int]:
-    """Host processes whose command line contains `marker`."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmd and int(pid) != os.getpid():
-            found.append(int(pid))
-    return found
 
 
 def test_passing_and_failing_programs():
@@ -88,7 +74,7 @@ def test_busy_child_left_behind_is_killed():
     out = run_python_tests(code, "def test_a():\n    assert f() == 1\n", limits=FAST)
     assert out.passed  # the program's own tests pass...
     time.sleep(0.5)
-    assert _procs_with(marker) == []  # ...and its detached busy child is gone
+    assert procs_with(marker) == []  # ...and its detached busy child is gone
 
 
 @pytest.mark.skipif(isolation_mode() == "rlimits-only", reason="needs a network namespace")

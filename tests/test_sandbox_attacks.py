@@ -26,6 +26,8 @@ from llm_eff.sandbox.cgroups import cgroup_layout
 from llm_eff.sandbox.isolation import isolation_mode
 from llm_eff.sandbox.timing import measure_runtime
 
+from .conftest import procs_with
+
 FAST = Limits(wall_s=15, cpu_s=10)
 ADD_TESTS = (
     "def test_one():\n    assert add(1, 2) == 3\n\ndef test_two():\n    assert add(2, 2) == 4\n"
@@ -35,18 +37,6 @@ needs_bwrap = pytest.mark.skipif(isolation_mode() != "bwrap", reason="needs bubb
 needs_cgroups = pytest.mark.skipif(
     cgroup_layout() is None or os.geteuid() != 0, reason="needs writable cgroups (root)"
 )
-
-
-def _procs_with(marker: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmd and int(pid) != os.getpid():
-            found.append(int(pid))
-    return found
 
 
 # --- forged verdicts -----------------------------------------------------------------------
@@ -424,6 +414,6 @@ def test_fork_bomb_counts_only_its_own_processes():
     out = run_python_tests(code, "def test_a():\n    bomb()\n", limits=Limits(wall_s=5, nproc=32))
     assert not out.passed and out.reason == "process_limit", out
     time.sleep(0.3)
-    assert _procs_with(marker) == []
+    assert procs_with(marker) == []
     alive = subprocess.run([sys.executable, "-c", "print('ok')"], capture_output=True, text=True)
     assert alive.stdout.strip() == "ok"
