@@ -58,9 +58,8 @@ def test_best_runtime_so_far_is_the_reference_when_a_task_has_none() -> None:
     assert reward.best_runtime(task.id) == pytest.approx(fast.runtime_s)
 
 
-def test_every_reference_passes_and_every_naive_version_is_slower_or_cut_off() -> None:
+def test_every_reference_passes_and_every_naive_version_passes_or_is_cut_off() -> None:
     from llm_eff.sandbox import Limits, run_python_tests
-    from llm_eff.sandbox.timing import measure_runtime
 
     timed_out = []
     for name, task in TASKS.items():
@@ -69,10 +68,27 @@ def test_every_reference_passes_and_every_naive_version_is_slower_or_cut_off() -
         if not naive.passed:
             assert naive.reason == "timeout", name
             timed_out.append(name)
-        fast = measure_runtime(task.reference, task, repeats=3, min_round_s=0.005)
-        slow = measure_runtime(task.metadata["naive"], task, repeats=3, min_round_s=0.005)
-        assert fast is not None and slow is not None and slow > 3 * fast, name
     assert sorted(timed_out) == ["binomial", "climb_stairs", "fib"]  # time-boxed by the tests
+
+
+def _naive_is_slower(name: str) -> None:
+    from llm_eff.sandbox.timing import measure_runtime
+
+    task = TASKS[name]
+    fast = measure_runtime(task.reference, task, repeats=3, min_round_s=0.005)
+    slow = measure_runtime(task.metadata["naive"], task, repeats=3, min_round_s=0.005)
+    assert fast is not None and slow is not None and slow > 3 * fast, (name, fast, slow)
+
+
+@pytest.mark.parametrize("name", ["count_common", "fib", "two_sum_exists"])
+def test_naive_versions_time_slower_than_references(name: str) -> None:
+    _naive_is_slower(name)
+
+
+@pytest.mark.slow
+def test_every_naive_version_times_slower_than_its_reference() -> None:
+    for name in TASKS:
+        _naive_is_slower(name)
 
 
 def test_efficiency_splits_are_disjoint_and_eval_records_runtime() -> None:

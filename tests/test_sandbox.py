@@ -100,7 +100,9 @@ def test_writes_outside_work_dir_do_not_reach_host(tmp_path: Path):
     )
     tests = "def test_tmp():\n    write_tmp()\n\ndef test_host():\n    write_host()\n"
     out = run_python_tests(code, tests, limits=FAST)
-    assert not out.passed and out.reason == "permission_denied"
+    assert not out.passed and out.per_test == {"test_tmp": "passed", "test_host": "failed"}
+    # the tests folder is either hidden from the jail or read-only in it, by where it lies
+    assert out.reason in ("permission_denied", "missing_input"), out
     assert not host_target.exists()
     assert not tmp_target.exists()  # /tmp inside is a private tmpfs
 

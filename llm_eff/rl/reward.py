@@ -15,7 +15,7 @@ when the task has one, else the fastest passing runtime seen so far for that tas
 passing program then earns 1.0).
 
 Runtime is the CPU time of the task's workload in the sandbox, measured by
-`llm_eff.sandbox.timing.measure_runtime` (warm-up, `repeats` rounds, median) with this
+`llm_eff.sandbox.timing.measure_runtime` (warm-up, `repeats` rounds, the least) with this
 config's `repeats`, `warmup`, `min_round_s` and `timeout_s`. A program that sleeps or loops
 is cut off at `timeout_s` by the sandbox and scores as a failure.
 """
@@ -41,7 +41,7 @@ class RewardConfig:
     failure: float = -0.5
     passed: float = 0.5
     speed: float = 0.5
-    repeats: int = 5
+    repeats: int = 3
     warmup: int = 1
     min_round_s: float = 0.02
     timeout_s: float = 10.0

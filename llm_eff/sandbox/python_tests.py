@@ -219,8 +219,8 @@ def _outcome(result: ExecResult, nonce: str, expected: set[str]) -> TestOutcome:
         by_signal = reason_from_signal(result.signal)
         if result.memory_exceeded or "MemoryError" in tail:
             outcome.reason = "memory"
-        elif forks_refused and by_signal:
-            outcome.reason = "process_limit"
+        elif forks_refused and (by_signal or result.channel):
+            outcome.reason = "process_limit"  # forked children garbled or killed the report
         elif by_signal:
             outcome.reason = by_signal
         elif result.channel:

@@ -1,4 +1,4 @@
-"""Time a program's workload from outside the sandbox: kernel CPU time, warm-up, median.
+"""Time a program's workload from outside the sandbox: kernel CPU time, warm-up, least of runs.
 
 The workload is the task's `metadata["workload"]` source (a `workload()` function calling the
 solution on a sizeable input) or, failing that, the task's tests: every argument-free `test_*`
@@ -6,7 +6,7 @@ function and every `unittest.TestCase` class. Each measurement is a whole sandbo
 `timer.py`, and its CPU time (user + system, the program and all its children) is read by
 the supervisor from the run's cgroup or the reaped process's rusage, never from a clock inside
 the program. A run with no timed calls gives the fixed cost (interpreter start, imports,
-warm-up); the runtime is (median timed run - median base run) / n, with `n` chosen by the
+warm-up); the runtime is (least timed run - least base run) / n, with `n` chosen by the
 supervisor from a growing probe so that the timed calls take at least `min_round_s` (and at
 least 0.3 s, against the fixed cost's noise). CPU time
 makes sleeping free and the machine's other load matter little.
@@ -15,7 +15,6 @@ makes sleeping free and the machine's other load matter little.
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 
 from llm_eff.core.types import Task
@@ -59,7 +58,7 @@ def _cpu_of_run(files: dict, calls: int, warmup: int, limits: Limits) -> float |
 def measure_runtime(
     code: str,
     task: Task,
-    repeats: int = 5,
+    repeats: int = 3,
     warmup: int = 1,
     min_round_s: float = 0.02,
     timeout_s: float = 10.0,
@@ -84,13 +83,17 @@ def measure_runtime(
     target = max(min_round_s, TARGET_S)
     calls = max(1, min(MAX_CALLS, math.ceil(target / per_call), int(timeout_s / 3 / per_call)))
     bases, timed = [base], []
-    for _ in range(max(1, repeats)):
+    if calls <= probe_calls:  # the last probe already timed enough calls: it is a timed run
+        calls = probe_calls
+        timed.append(probe)
+    while len(timed) < max(1, repeats):
         spent = _cpu_of_run(files, calls, warmup, limits)
         if spent is None:
             return None
         timed.append(spent)
-        if len(bases) < max(1, repeats // 2 + 1):
-            again = _cpu_of_run(files, 0, warmup, limits)
-            if again is not None:
-                bases.append(again)
-    return max(statistics.median(timed) - statistics.median(bases), 0.0) / calls
+    if repeats >= 3:  # a second fixed-cost sample steadies the base
+        again = _cpu_of_run(files, 0, warmup, limits)
+        if again is not None:
+            bases.append(again)
+    # the least of each: other load on the machine only ever adds CPU time (as in timeit)
+    return max(min(timed) - min(bases), 0.0) / calls
