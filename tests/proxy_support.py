@@ -136,3 +136,108 @@ def scripted_llm(script: dict[str, list[str]]) -> FastAPI:
         }
 
     return app
+
+
+def _words(count: int, start: int = 0) -> list[str]:
+    return [f"w{i} " for i in range(start, start + count)]
+
+
+def hostile_upstream() -> FastAPI:
+    """An OpenAI-compatible upstream that misbehaves on purpose, by path `/<mode>/v1`:
+
+    - `honest`: writes min(max output asked, 1000) one-word tokens per choice, `n` choices,
+      with true usage; with no cap it writes 1000 (`greedy` is the same server).
+    - `larger`: honours the larger of `max_tokens` / `max_completion_tokens`.
+    - `nousage`: no usage (no final usage chunk when streaming).
+    - `negative`: usage with completion_tokens = -1,000,000.
+    - `badusage`: non-numeric usage. `array`: a JSON array. `limited`: HTTP 429.
+    - `endless`: a 200 response whose body never ends (64 KiB chunks).
+    - `slow`: a stream of one word every 50 ms, forever.
+    `app.state.seen` keeps each request's body; `app.state.cancelled` the modes whose
+    response the client (the proxy) abandoned, with when.
+    """
+    app = FastAPI()
+    seen: list[dict] = []
+    cancelled: list[tuple[str, float]] = []
+    app.state.seen, app.state.cancelled = seen, cancelled
+
+    def cap_of(body: dict, mode: str) -> int:
+        caps = [body.get("max_tokens"), body.get("max_completion_tokens")]
+        caps = [c for c in caps if isinstance(c, int)]
+        if not caps:
+            return 1000
+        return max(caps) if mode == "larger" else (body.get("max_tokens") or max(caps))
+
+    @app.post("/{mode}/v1/chat/completions")
+    async def chat(mode: str, request: Request):
+        body = await request.json()
+        seen.append({"mode": mode, **body})
+        if mode == "limited":
+            return JSONResponse({"error": {"message": "slow down"}}, status_code=429)
+        if mode == "array":
+            return JSONResponse([1, 2, 3])
+        if mode == "endless":
+
+            async def forever():
+                chunk = b" " * 65536
+                while True:
+                    yield chunk
+                    await asyncio.sleep(0)
+
+            return StreamingResponse(forever(), media_type="application/json")
+        n = body.get("n") or 1
+        count = min(cap_of(body, mode), 1000)
+        usage = {"prompt_tokens": 10, "completion_tokens": n * count, "total_tokens": 0}
+        if mode == "negative":
+            usage = {"prompt_tokens": 10, "completion_tokens": -1_000_000}
+        elif mode == "badusage":
+            usage = {"prompt_tokens": "ten", "completion_tokens": [5]}
+        elif mode == "nousage":
+            usage = None
+        base = {"id": "c1", "created": 0, "model": body["model"]}
+        if body.get("stream"):
+
+            async def events():
+                try:
+                    words = _words(count) if mode != "slow" else None
+                    i = 0
+                    while True:
+                        if words is not None:
+                            if i >= len(words):
+                                break
+                            piece = words[i]
+                        else:
+                            piece = f"w{i} "
+                            await asyncio.sleep(0.05)
+                        i += 1
+                        choices = [
+                            {"index": c, "delta": {"content": piece}, "finish_reason": None}
+                            for c in range(n)
+                        ]
+                        yield f"data: {json.dumps({**base, 'choices': choices})}\n\n"
+                    if usage is not None:
+                        yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
+                    yield "data: [DONE]\n\n"
+                except BaseException:
+                    cancelled.append((mode, time.monotonic()))
+                    raise
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        text = "".join(_words(count))
+        reply = {
+            **base,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": c,
+                    "finish_reason": "length",
+                    "message": {"role": "assistant", "content": text},
+                }
+                for c in range(n)
+            ],
+        }
+        if usage is not None:
+            reply["usage"] = usage
+        return reply
+
+    return app

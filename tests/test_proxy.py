@@ -216,14 +216,13 @@ def test_keys_auth_and_revocation(upstream_url, db_url, monkeypatch):
 def test_budget_holds_under_concurrency(upstream_url, db_url, monkeypatch):
     monkeypatch.setenv("LLM_EFF_TEST_ADMIN", ADMIN)
     config = parse_config(_config(upstream_url, db_url))
-    # one request on 'strong' costs (10 * 5 + 5 * 15) / 1e6 = $0.000125 at max_tokens=5
+    # one request on 'strong' costs (10 * 5 + 5 * 15) / 1e6 = $0.000125 at max_tokens=5; its
+    # reservation is larger (the prompt is bounded by the body's bytes)
     per_request = (10 * 5.0 + 5 * 15.0) / 1e6
+    budget = per_request * 10 + 1e-12
     with serve_in_thread(create_app(config)) as url:
         key = _admin(
-            url,
-            "POST",
-            "/admin/keys",
-            json={"name": "capped", "budget_usd": per_request * 10 + 1e-12},
+            url, "POST", "/admin/keys", json={"name": "capped", "budget_usd": budget}
         ).json()["key"]
         client = _client(url, key=key)
 
@@ -237,8 +236,18 @@ def test_budget_holds_under_concurrency(upstream_url, db_url, monkeypatch):
 
         with ThreadPoolExecutor(max_workers=50) as pool:
             statuses = list(pool.map(call, range(50)))
-    served = statuses.count(200)
-    assert 10 <= served <= 11 and statuses.count(429) == 50 - served
+        served = statuses.count(200)
+        assert served * per_request <= budget and statuses.count(429) == 50 - served
+        # the refusals were the reservation's doing, not lost money: one at a time, requests
+        # go on being served while spend + one reservation fits
+        while call(0) == 200:
+            served += 1
+        assert served * per_request <= budget
+        worst = client.chat.completions.with_raw_response.create(
+            model="cheap", messages=MSG, max_tokens=5
+        )
+        assert worst.http_response.status_code == 200  # a cheaper upstream still fits
+    assert served >= 5, statuses
 
 
 def test_spend_log_rows(proxy):

@@ -160,7 +160,7 @@ def test_serve_config_errors_are_one_line(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("upstreams:\n  a: {kind: nope, model: m}\n")
     out = cli("serve", "--config", str(bad))
-    assert out.returncode == 2 and "kind must be one of" in out.stderr
+    assert out.returncode == 2 and "upstreams.a.kind" in out.stderr and "'openai'" in out.stderr
     assert "Traceback" not in out.stderr
     missing = cli("serve", "--config", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2 and "not found" in missing.stderr

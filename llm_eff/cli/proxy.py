@@ -38,24 +38,33 @@ def serve_command(
         str | None,
         typer.Option(help="Serve this local model (e.g. smollm2-135m) with no config file."),
     ] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on (loopback by default; 0.0.0.0 for all)."),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            help="debug, info (one line per request: status, upstream, route, tokens, $, ms; "
+            "never prompts), warning or error. Default: the config's log_level (info)."
+        ),
+    ] = None,
 ) -> None:
     """Start the OpenAI-compatible router proxy (`/v1/chat/completions`, `/v1/models`, ...)."""
-    import uvicorn
-
     from routers.proxy import create_app
+    from routers.proxy.server import serve
 
-    app_ = create_app(_proxy_config(config, local))
+    if log_level is not None and log_level not in ("debug", "info", "warning", "error"):
+        raise UserError("--log-level must be debug, info, warning or error")
+    proxy_config = _proxy_config(config, local)
+    app_ = create_app(proxy_config)
     # long-lived server: move start-up objects out of the collector's way and collect young
     # objects less often, which keeps GC pauses out of the request latency tail
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    # no X-Forwarded-* rewriting: the proxy does not use the client address
-    uvicorn.run(
-        app_, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False
-    )
+    serve(app_, proxy_config, host, port, log_level)
 
 
 keys_app = typer.Typer(

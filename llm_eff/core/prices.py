@@ -62,14 +62,26 @@ def local_price(hardware_dollars_per_hour: float, tokens_per_s: float) -> Price:
     return Price(per_m, per_m, f"local@${hardware_dollars_per_hour:g}/h")
 
 
-def api_price(model: str) -> Price | None:
-    """Price of an API model from LiteLLM's cost map, or None if the map does not list it."""
+def _model_info(model: str) -> dict | None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     info = litellm.model_cost.get(model)
     if info is None and "/" in model:
         info = litellm.model_cost.get(model.split("/", 1)[1])
+    return info or None
+
+
+def api_max_output_tokens(model: str) -> int | None:
+    """An API model's largest output in tokens, from LiteLLM's model info, if it lists one."""
+    info = _model_info(model) or {}
+    value = info.get("max_output_tokens") or info.get("max_tokens")
+    return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def api_price(model: str) -> Price | None:
+    """Price of an API model from LiteLLM's cost map, or None if the map does not list it."""
+    info = _model_info(model)
     if not info:
         return None
     return Price(

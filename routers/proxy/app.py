@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
+import threading
+import logging
 import time
+import uuid
 from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,27 +32,48 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_eff.core.types import Usage
 from routers.base import Decision, route
-from routers.proxy.chat import handle_chat
+from routers.proxy.billing import warm_counter
+from routers.proxy.chat import handle_chat, internal_error
 from routers.proxy.config import ProxyConfig
-from routers.proxy.store import Database, KeyRecord, KeyStore, SpendLog, find_key
+from routers.proxy.store import (
+    BudgetLedger,
+    Database,
+    KeyRecord,
+    KeyStore,
+    SpendLog,
+    find_key,
+)
 from routers.proxy.upstreams import Upstream, make_upstream
-from routers.proxy.validate import ProxyError
+from routers.proxy.validate import KeySpec, ProxyError
 from routers.registry import make_router, parse_router_model
 
-DEFAULT_MAX_TOKENS_ESTIMATE = 256
 KEY_RELOAD_S = 5.0
+LEASE_MARGIN_S = 60.0  # added to a request's longest possible duration for its reservation
+log = logging.getLogger("llm_eff.proxy")
 
 
 @dataclass
 class KeyUsage:
-    """In-memory budget and rate state of one key (exact within one proxy process)."""
+    """In-memory rate state of one key (per proxy process) and its last known spend."""
 
     spent: float = 0.0
-    reserved: float = 0.0
     window: deque = field(default_factory=deque)  # (time, tokens) of the last 60 s
+
+
+@dataclass
+class Admission:
+    """An admitted request: its key, its reservation in the ledger (budgeted keys) and the
+    upstream it was routed to first."""
+
+    first: str
+    worst: Usage = field(default_factory=Usage)
+    reservation: str | None = None
+    reserved_usd: float = 0.0
 
 
 class Metrics:
@@ -115,15 +139,23 @@ class Proxy:
 
     def __init__(self, config: ProxyConfig, upstreams: dict[str, Upstream] | None = None) -> None:
         self.config = config
-        self.upstreams = upstreams or {n: make_upstream(c) for n, c in config.upstreams.items()}
+        self.upstreams = upstreams or {
+            n: make_upstream(c, config.max_upstream_body_bytes) for n, c in config.upstreams.items()
+        }
         self.routers = {
             name: (make_router(rc.kind, name, rc.options), rc)
             for name, rc in config.routers.items()
         }
         self.db = Database(config.database_url)
         self.keys = KeyStore(self.db)
+        self.ledger = BudgetLedger(self.db)
         self.spend = SpendLog(self.db, config.flush_interval_s)
         self.metrics = Metrics()
+        for upstream in self.upstreams.values():
+            upstream.max_output()  # LiteLLM's model info: read now, not on a request
+        # LiteLLM's token counter bills answers that come without usage: import it now, off
+        # the serving thread, so the first such answer does not wait for the import
+        threading.Thread(target=warm_counter, name="warm-token-counter", daemon=True).start()
         self.records: dict[str, KeyRecord] = {}
         self.usage: dict[str, KeyUsage] = {}
         self.reload_keys()
@@ -152,20 +184,29 @@ class Proxy:
         self._apply_keys(*self._fetch_keys())
 
     async def refresh_keys(self) -> None:
-        """Every KEY_RELOAD_S, reload keys and spend in a worker thread (off the hot path)."""
+        """Every KEY_RELOAD_S, reload keys and spend and charge reservations left unsettled
+        past their lease (a replica that died mid-request), in a worker thread."""
         while True:
             await asyncio.sleep(KEY_RELOAD_S)
-            self._apply_keys(*await asyncio.to_thread(self._fetch_keys))
+            try:
+                self._apply_keys(*await asyncio.to_thread(self._fetch_keys))
+                swept = await asyncio.to_thread(self.ledger.sweep)
+                if swept:
+                    log.warning("charged %d reservation(s) left unsettled past their lease", swept)
+            except Exception:  # noqa: BLE001 - keep refreshing; the database may come back
+                log.exception("key refresh failed")
 
     # -- request steps -------------------------------------------------------------------
     def authenticate(self, header: str) -> KeyRecord | None:
         """The caller's key record from an Authorization header value; None for anonymous use
         where keys are optional."""
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not token or (
-            self.config.admin_key and hmac.compare_digest(token, self.config.admin_key)
-        ):
-            if self.config.require_keys and not token:
+        admin = self.config.admin_key
+        if token and admin and hmac.compare_digest(token, admin):
+            return None  # the operator's own key: no budget
+        if not token:
+            keys_in_use = bool(self.records) and not self.config.auth.allow_anonymous
+            if self.config.require_keys or keys_in_use:
                 raise ProxyError(401, "missing API key", "authentication_error", "invalid_api_key")
             return None
         record = find_key(self.records, token)
@@ -225,10 +266,19 @@ class Proxy:
             )
         return upstream
 
-    def admit(self, record: KeyRecord | None, upstream: Upstream, body: dict[str, Any]) -> float:
-        """Check rate limits and reserve the request's worst-case cost; returns the reservation."""
+    def output_cap(self, chain: list[Upstream]) -> int:
+        """The output cap the proxy sets when a request has none: the smallest maximum output
+        along the chain (each upstream's own, else the configured default)."""
+        return min(u.max_output() or self.config.default_max_tokens for u in chain)
+
+    async def admit(
+        self, record: KeyRecord | None, chain: list[Upstream], worst: Usage, request_id: str
+    ) -> Admission:
+        """Check rate limits and, for a budgeted key, reserve the request's worst case (the
+        priciest upstream of its chain) in the ledger; ProxyError 429 if it does not fit."""
+        admission = Admission(first=chain[0].name, worst=worst)
         if record is None:
-            return 0.0
+            return admission
         state = self.usage.setdefault(record.id, KeyUsage())
         now = time.monotonic()
         while state.window and now - state.window[0][0] > 60:
@@ -241,77 +291,89 @@ class Proxy:
             raise ProxyError(
                 429, "tokens per minute limit reached", "rate_limit_error", "rate_limit_exceeded"
             )
-        text_chars = sum(len(str(m.get("content") or "")) for m in body["messages"])
-        max_out = (
-            body.get("max_tokens")
-            or body.get("max_completion_tokens")
-            or DEFAULT_MAX_TOKENS_ESTIMATE
-        )
-        estimate = upstream.cost(
-            Usage(prompt_tokens=text_chars // 3 + 8, completion_tokens=int(max_out))
-        ).dollars
-        if (
-            record.budget_usd is not None
-            and state.spent + state.reserved + estimate > record.budget_usd
-        ):
-            raise ProxyError(
-                429, "budget exhausted for this key", "insufficient_quota", "insufficient_quota"
+        if record.budget_usd is not None:
+            dollars = max(u.worst_cost(worst) for u in chain)
+            lease = sum(u.lease_s() for u in chain) + self.config.body_timeout_s + LEASE_MARGIN_S
+            rid = await asyncio.to_thread(
+                self.ledger.reserve, record.id, record.budget_usd, dollars, lease
             )
-        state.reserved += estimate
+            if rid is None:
+                raise ProxyError(
+                    429, "budget exhausted for this key", "insufficient_quota", "insufficient_quota"
+                )
+            admission.reservation, admission.reserved_usd = rid, dollars
         state.window.append((now, 0))
-        return estimate
+        return admission
 
-    def settle(
-        self, record: KeyRecord | None, reserved: float, dollars: float, tokens: int
+    async def settle(
+        self, call: Any, upstream: str, usage: Usage, dollars: float, source: str
     ) -> None:
-        """Replace a reservation by the real cost."""
-        if record is None:
-            return
-        state = self.usage[record.id]
-        state.reserved -= reserved
-        state.spent += dollars
-        if state.window:
-            t, _ = state.window.pop()
-            state.window.append((t, tokens))
-
-    def log(
-        self,
-        record: KeyRecord | None,
-        body: dict[str, Any],
-        upstream: str,
-        router: str,
-        decision: Decision | None,
-        usage: Usage,
-        dollars: float,
-        started: float,
-        overhead_s: float,
-        status: int,
-        error: str | None = None,
-    ) -> None:
-        """Queue the spend row and update metrics."""
-        latency = time.perf_counter() - started
-        self.spend.add(
-            {
-                "ts": time.time(),
-                "key_id": record.id if record else None,
-                "requested_model": body.get("model"),
-                "upstream": upstream,
-                "router": router,
-                "score": decision.score if decision else None,
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "cost": dollars,
-                "latency_ms": latency * 1000,
-                "overhead_ms": overhead_s * 1000,
-                "status": status,
-                "error": error,
-            }
-        )
-        if status == 200:
-            self.metrics.served(upstream, usage, dollars, latency)
-            self.metrics.overhead.observe(overhead_s)
+        """Bill a finished request: its spend row (written with the reservation's settlement
+        for a budgeted key, else queued), rate window, metrics and log line."""
+        record, admission = call.record, call.admission
+        latency = time.perf_counter() - call.started
+        row = {
+            "ts": time.time(),
+            "key_id": record.id if record else None,
+            "requested_model": call.body.get("model"),
+            "upstream": upstream,
+            "router": call.router_name,
+            "score": call.decision.score if call.decision else None,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cost": dollars,
+            "latency_ms": latency * 1000,
+            "overhead_ms": call.overhead * 1000,
+            "status": call.status,
+            "error": call.error,
+            "usage_source": source,
+            "fallback_from": "; ".join(call.failures)[:2000] or None,
+            "request_id": call.request_id,
+        }
+        if admission.reservation is not None:
+            try:
+                await asyncio.to_thread(self.ledger.settle, admission.reservation, row)
+            except Exception:  # noqa: BLE001 - the sweep charges the full reservation later
+                log.exception("request %s: settlement failed", call.request_id)
         else:
-            self.metrics.requests.labels(upstream or "none", str(status)).inc()
+            self.spend.add(row)
+        if record is not None:
+            state = self.usage.setdefault(record.id, KeyUsage())
+            state.spent += dollars
+            if state.window:
+                t, _ = state.window.pop()
+                state.window.append((t, usage.total_tokens))
+        if call.status == 200:
+            self.metrics.served(upstream, usage, dollars, latency)
+            self.metrics.overhead.observe(call.overhead)
+        else:
+            self.metrics.requests.labels(upstream or "none", str(call.status)).inc()
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %d upstream=%s route=%s tokens=%d+%d (%s) $%.6f %.1f ms%s",
+                call.request_id,
+                call.status,
+                upstream,
+                call.router_name or "-",
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                source,
+                dollars,
+                latency * 1000,
+                f" fallback_from=[{row['fallback_from']}]" if row["fallback_from"] else "",
+            )
+
+    def log_refusal(self, exc: ProxyError, request_id: str, started: float) -> None:
+        """Count and log a request refused before any upstream call."""
+        self.metrics.requests.labels("none", str(exc.status)).inc()
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %d refused: %s %.1f ms",
+                request_id,
+                exc.status,
+                exc.code,
+                (time.perf_counter() - started) * 1000,
+            )
 
     def chain(self, upstream: Upstream) -> list[Upstream]:
         """The upstream followed by its fallbacks."""
@@ -345,6 +407,21 @@ def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None
     app = FastAPI(title="llm-eff router proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.proxy = proxy
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = "not_found" if exc.status_code == 404 else "invalid_request"
+        return _error(ProxyError(exc.status_code, str(exc.detail), code=code))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return _error(ProxyError(400, "invalid request", code="invalid_value"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        request_id = uuid.uuid4().hex[:16]
+        log.error("request %s: unexpected error", request_id, exc_info=exc)
+        return _error(internal_error(request_id))
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "upstreams": sorted(proxy.upstreams)}
@@ -375,15 +452,13 @@ def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None
         try:
             require_admin(request)
             try:
-                spec = json.loads(await request.body() or b"{}")
-            except json.JSONDecodeError:
-                raise ProxyError(
-                    400, "request body is not valid JSON", code="invalid_json"
-                ) from None
-            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-                raise ProxyError(400, "'name' is required", code="invalid_value")
-            plaintext, record = proxy.keys.create(
-                spec["name"], spec.get("budget_usd"), spec.get("rpm"), spec.get("tpm")
+                spec = KeySpec.model_validate_json(await request.body() or b"{}")
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(str(p) for p in error["loc"]) or "body"
+                raise ProxyError(400, f"{where}: {error['msg']}", code="invalid_value") from None
+            plaintext, record = await asyncio.to_thread(
+                proxy.keys.create, spec.name, spec.budget_usd, spec.rpm, spec.tpm
             )
         except ProxyError as exc:
             return _error(exc)

@@ -1,37 +1,48 @@
 """`POST /v1/chat/completions` as a plain ASGI handler: the proxy's hot path.
 
-Steps: read the body under the size cap, validate, authenticate, route, reserve budget, call
-the upstream chain (retries, then fallbacks), answer, settle the budget, queue the spend row.
-Streaming falls back to the next upstream until the first byte has been sent.
+Steps: read the body under a size cap and a time limit, validate, authenticate, route, set
+the output cap and reserve the request's worst case (`billing.worst_case`), call the upstream
+chain (retries, then fallbacks: timeouts, 5xx, 429 and malformed answers), answer, then bill
+what was delivered and settle the reservation. Settlement runs on every path (success, error,
+timeout, client disconnect, cancellation). A client that disconnects cancels the upstream
+call. Streaming falls back to the next upstream until the first byte has been sent; a stream
+cut after that ends with an OpenAI-style error event.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from llm_eff.core.types import Usage
 from routers.base import Decision
+from routers.proxy.billing import Delivered, counted_usage, output_tokens, worst_case
 from routers.proxy.upstreams import Upstream, UpstreamError
 from routers.proxy.validate import ProxyError, validate_chat
 
 if TYPE_CHECKING:
-    from routers.proxy.app import Proxy
+    from routers.proxy.app import Admission, Proxy
     from routers.proxy.store import KeyRecord
 
+log = logging.getLogger("llm_eff.proxy")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
 def _route_headers(
-    upstream: str, decision: Decision, overhead_s: float
+    upstream: str, decision: Decision, overhead_s: float, request_id: str
 ) -> list[tuple[bytes, bytes]]:
     return [
         (b"x-llm-eff-upstream", upstream.encode()),
         (b"x-llm-eff-route-score", f"{decision.score:.4f}".encode()),
         (b"x-llm-eff-overhead-ms", f"{overhead_s * 1000:.3f}".encode()),
+        (b"x-request-id", request_id.encode()),
     ]
 
 
@@ -43,19 +54,34 @@ async def send_json(send: Any, status: int, payload: bytes, headers: list | None
     await send({"type": "http.response.body", "body": payload})
 
 
-async def send_error(send: Any, exc: ProxyError) -> None:
+async def send_error(send: Any, exc: ProxyError, request_id: str | None = None) -> None:
     """An OpenAI-style error response."""
-    await send_json(send, exc.status, json.dumps(exc.body()).encode())
+    headers = [(b"x-request-id", request_id.encode())] if request_id else []
+    await send_json(send, exc.status, json.dumps(exc.body()).encode(), headers)
 
 
-async def read_body(scope: dict, receive: Any, limit: int) -> bytes:
-    """The request body; ProxyError 413 past `limit` bytes (checked before reading it all)."""
+async def read_body(scope: dict, receive: Any, limit: int, timeout_s: float) -> bytes:
+    """The request body; ProxyError 413 past `limit` bytes (checked before reading it all),
+    408 if it has not all arrived within `timeout_s`."""
     for name, value in scope["headers"]:
-        if name == b"content-length" and int(value or 0) > limit:
-            raise ProxyError(413, f"request body over {limit} bytes", code="body_too_large")
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise ProxyError(400, "bad Content-Length", code="invalid_request") from None
+            if declared > limit:
+                raise ProxyError(413, f"request body over {limit} bytes", code="body_too_large")
     chunks, size = [], 0
+    deadline = time.monotonic() + timeout_s
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+        except asyncio.TimeoutError:
+            raise ProxyError(
+                408, f"request body not received within {timeout_s:g} s", code="timeout"
+            ) from None
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -65,6 +91,10 @@ async def read_body(scope: dict, receive: Any, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+class ClientGone(Exception):
+    """The client disconnected."""
+
+
 def _authorization(scope: dict) -> str:
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -72,31 +102,82 @@ def _authorization(scope: dict) -> str:
     return ""
 
 
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The validated chat request; ProxyError 400 for anything that is not one."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, a 5,000-digit number, deep nest
+        raise ProxyError(400, "request body is not valid JSON", code="invalid_json") from None
+    return validate_chat(data)
+
+
+async def _until_disconnect(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> None:
     """Serve one chat completion request (JSON or SSE)."""
     started = time.perf_counter()
+    request_id = uuid.uuid4().hex[:16]
     try:
-        raw = await read_body(scope, receive, proxy.config.max_body_bytes)
-        try:
-            body = validate_chat(json.loads(raw))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ProxyError(400, "request body is not valid JSON", code="invalid_json") from None
+        raw = await read_body(
+            scope, receive, proxy.config.max_body_bytes, proxy.config.body_timeout_s
+        )
+        body = parse_body(raw)
         record = proxy.authenticate(_authorization(scope))
         upstream, decision, router_name = proxy.resolve(body)
-        reserved = proxy.admit(record, upstream, body)
-    except ProxyError as exc:
-        await send_error(send, exc)
+        forward = {
+            k: v for k, v in body.items() if k not in ("route", "max_cost_per_million_tokens")
+        }
+        chain = proxy.chain(upstream)
+        out_cap = output_tokens(body)
+        if out_cap is None:  # make the worst case known: the proxy sets the cap itself
+            out_cap = forward["max_tokens"] = proxy.output_cap(chain)
+        worst = worst_case(body, len(raw), out_cap)
+        admission = await proxy.admit(record, chain, worst, request_id)
+    except ClientGone:
         return
-    forward = {k: v for k, v in body.items() if k not in ("route", "max_cost_per_million_tokens")}
-    call = Call(proxy, body, forward, record, decision, router_name, reserved, started)
-    if body.get("stream"):
-        await call.stream(upstream, send)
-    else:
-        await call.complete(upstream, send)
+    except ProxyError as exc:
+        proxy.log_refusal(exc, request_id, started)
+        await send_error(send, exc, request_id)
+        return
+    except Exception:  # noqa: BLE001 - a bug must still answer JSON, and be findable
+        log.exception("request %s: unexpected error before the upstream call", request_id)
+        await send_error(send, internal_error(request_id), request_id)
+        return
+    call = Call(proxy, body, forward, record, decision, router_name, admission, started)
+    call.request_id = request_id
+    run = call.stream if body.get("stream") else call.complete
+    work = asyncio.ensure_future(run(chain, send))
+    watcher = asyncio.ensure_future(_until_disconnect(receive))
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():  # the client left: stop the upstream call
+            call.status, call.error = 499, "client disconnected"
+            work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+    except Exception:  # noqa: BLE001
+        log.exception("request %s: unexpected error", request_id)
+        call.status, call.error = 500, call.error or "internal error"
+        if not call.answered:
+            with contextlib.suppress(Exception):
+                await send_error(send, internal_error(request_id), request_id)
+    finally:
+        watcher.cancel()
+        await asyncio.shield(call.finish())
+
+
+def internal_error(request_id: str) -> ProxyError:
+    """The answer to an unexpected failure: JSON, with the id under which it was logged."""
+    return ProxyError(
+        500, f"internal error (request id {request_id})", "server_error", "internal_error"
+    )
 
 
 class Call:
-    """One admitted request on its way through the upstream chain."""
+    """One admitted request on its way through the upstream chain; `finish` bills it."""
 
     def __init__(
         self,
@@ -106,56 +187,65 @@ class Call:
         record: KeyRecord | None,
         decision: Decision,
         router_name: str,
-        reserved: float,
+        admission: Admission,
         started: float,
     ) -> None:
         self.proxy, self.body, self.forward, self.record = proxy, body, forward, record
         self.decision, self.router_name = decision, router_name
-        self.reserved, self.started = reserved, started
+        self.admission, self.started = admission, started
+        self.request_id = ""
+        self.candidate: Upstream | None = None  # the upstream whose answer is being delivered
+        self.delivered = Delivered()
+        self.failures: list[str] = []
+        self.status, self.error = 502, None
+        self.overhead = 0.0
+        self.answered = False  # response headers sent
+        self.finished = False
 
-    def _done(
-        self,
-        upstream: str,
-        usage: Usage,
-        dollars: float,
-        overhead: float,
-        status: int,
-        error: str | None = None,
-    ) -> None:
-        self.proxy.settle(self.record, self.reserved, dollars, usage.total_tokens)
-        self.proxy.log(
-            self.record,
-            self.body,
-            upstream,
-            self.router_name,
-            self.decision,
-            usage,
-            dollars,
-            self.started,
-            overhead,
-            status,
-            error,
-        )
-
-    async def _fail(self, upstream: Upstream, last: UpstreamError, send: Any) -> None:
-        self._done(upstream.name, Usage(), 0.0, 0.0, last.status, str(last))
-        await send_error(
-            send, ProxyError(last.status, str(last), "upstream_error", "upstream_failed")
-        )
+    async def finish(self) -> None:
+        """Bill what was delivered, settle the reservation, log (exactly once)."""
+        if self.finished:
+            return
+        self.finished = True
+        upstream = self.candidate
+        delivered = self.delivered
+        source = "none"
+        usage = Usage()
+        if upstream is not None and delivered.usage is not None:
+            usage, source = delivered.usage, "upstream"
+        elif upstream is not None and (delivered.texts or self.status == 200):
+            latency = time.perf_counter() - self.started
+            counted = await asyncio.to_thread(
+                counted_usage, upstream.config.model, self.body, delivered.texts, latency
+            )
+            # another tokenizer's count is an estimate: the upstream was sent the cap, so
+            # it cannot have written more than the worst case
+            worst = self.admission.worst
+            usage = Usage(
+                prompt_tokens=min(counted.prompt_tokens, worst.prompt_tokens),
+                completion_tokens=min(counted.completion_tokens, worst.completion_tokens),
+                latency_s=latency,
+                model=counted.model,
+            )
+            source = "proxy-count"
+        dollars = upstream.cost(usage).dollars if upstream is not None else 0.0
+        name = upstream.name if upstream is not None else self.admission.first
+        await self.proxy.settle(self, name, usage, dollars, source)
 
     async def _try_chain(
-        self, upstream: Upstream, call: Callable[[Upstream], Awaitable[Any]]
+        self, chain: list[Upstream], call: Callable[[Upstream], Awaitable[Any]]
     ) -> tuple[Upstream, Any, float]:
         """(candidate, result, start time) of the first call along retries and fallbacks to
         succeed; raises the last UpstreamError when none does (at once if not retryable)."""
         last = UpstreamError("no upstream answered")
-        for candidate in self.proxy.chain(upstream):
+        for candidate in chain:
             for _ in range(candidate.config.retries + 1):
                 before = time.perf_counter()
                 try:
                     return candidate, await call(candidate), before
                 except UpstreamError as exc:
                     self.proxy.metrics.upstream_errors.labels(candidate.name).inc()
+                    self.failures.append(f"{candidate.name}: {exc}")
                     last = exc
                     if not exc.retryable:
                         break
@@ -163,72 +253,85 @@ class Call:
                 break
         raise last
 
-    async def complete(self, upstream: Upstream, send: Any) -> None:
+    async def _fail(self, last: UpstreamError, send: Any) -> None:
+        self.status, self.error = last.status, str(last)
+        code = "rate_limited_upstream" if last.status == 429 else "upstream_failed"
+        self.answered = True
+        await send_error(
+            send, ProxyError(last.status, str(last), "upstream_error", code), self.request_id
+        )
+
+    async def complete(self, chain: list[Upstream], send: Any) -> None:
         """Non-streaming: the first success along the chain, else the last error."""
         try:
-            candidate, (payload, usage), before = await self._try_chain(
-                upstream, lambda c: c.complete_raw(self.forward)
+            candidate, (payload, delivered), before = await self._try_chain(
+                chain, lambda c: c.complete_raw(self.forward)
             )
         except UpstreamError as last:
-            await self._fail(upstream, last, send)
+            await self._fail(last, send)
             return
+        self.candidate, self.delivered = candidate, delivered
         after = time.perf_counter()
-        dollars = candidate.cost(usage).dollars
-        overhead = (before - self.started) + (time.perf_counter() - after)
-        self._done(candidate.name, usage, dollars, overhead, 200)
-        await send_json(send, 200, payload, _route_headers(candidate.name, self.decision, overhead))
+        self.overhead = (before - self.started) + (time.perf_counter() - after)
+        self.status = 200
+        self.answered = True
+        await send_json(
+            send,
+            200,
+            payload,
+            _route_headers(candidate.name, self.decision, self.overhead, self.request_id),
+        )
 
-    async def stream(self, upstream: Upstream, send: Any) -> None:
-        """SSE: fall back until the first chunk arrives, then relay; log when it ends."""
+    async def stream(self, chain: list[Upstream], send: Any) -> None:
+        """SSE: fall back until the first chunk arrives, then relay; cut streams end with an
+        error event."""
 
-        async def open_stream(
-            candidate: Upstream,
-        ) -> tuple[AsyncIterator[bytes], list[Usage], bytes]:
-            usage_out: list[Usage] = []
-            iterator = candidate.stream(self.forward, usage_out).__aiter__()
+        async def open_stream(candidate: Upstream) -> tuple[AsyncIterator[bytes], bytes]:
+            self.candidate, self.delivered = candidate, Delivered()
+            iterator = candidate.stream(self.forward, self.delivered).__aiter__()
             try:
                 first = await iterator.__anext__()
             except StopAsyncIteration:
                 first = b""
-            return iterator, usage_out, first
+            except BaseException:
+                self.candidate = None
+                await iterator.aclose()
+                raise
+            return iterator, first
 
         try:
-            candidate, (iterator, usage_out, first), before = await self._try_chain(
-                upstream, open_stream
-            )
+            _, (iterator, first), before = await self._try_chain(chain, open_stream)
         except UpstreamError as last:
-            await self._fail(upstream, last, send)
+            self.candidate = None
+            await self._fail(last, send)
             return
-        await self._relay(candidate, first, iterator, usage_out, before - self.started, send)
+        self.overhead = before - self.started
+        try:
+            await self._relay(first, iterator, send)
+        finally:
+            await iterator.aclose()
 
-    async def _relay(
-        self,
-        candidate: Upstream,
-        first: bytes,
-        iterator: AsyncIterator[bytes],
-        usage_out: list[Usage],
-        overhead: float,
-        send: Any,
-    ) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": SSE_HEADERS + _route_headers(candidate.name, self.decision, overhead),
-            }
-        )
-        status, error = 200, None
+    async def _relay(self, first: bytes, iterator: AsyncIterator[bytes], send: Any) -> None:
+        assert self.candidate is not None
+        route = _route_headers(self.candidate.name, self.decision, self.overhead, self.request_id)
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + route})
+        self.answered = True
+        self.status = 200
         try:
             await send({"type": "http.response.body", "body": first, "more_body": True})
             async for chunk in iterator:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as exc:
-            status, error = exc.status, str(exc)
-        except OSError as exc:  # the client went away
-            status, error = 499, f"client disconnected: {exc}"
-        finally:
-            usage = usage_out[-1] if usage_out else Usage()
-            self._done(
-                candidate.name, usage, candidate.cost(usage).dollars, overhead, status, error
+            self.status, self.error = exc.status, str(exc)
+            event = ProxyError(exc.status, str(exc), "upstream_error", "stream_cut").body()
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": f"data: {json.dumps(event)}\n\n".encode(),
+                    "more_body": True,
+                }
             )
+        except OSError as exc:  # the client went away
+            self.status, self.error = 499, f"client disconnected: {exc}"
+            return
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,137 +1,162 @@
-"""Proxy configuration, read from YAML.
+"""Proxy configuration, read from YAML and validated by typed models (unknown fields refused).
 
 ```yaml
 upstreams:
   gpt4o-mini: {kind: litellm, model: openai/gpt-4o-mini, timeout_s: 30, retries: 1,
                fallbacks: [local]}
   vllm: {kind: openai, base_url: "http://gpu-box:8000/v1", model: Qwen/Qwen2.5-7B-Instruct,
-         api_key_env: VLLM_KEY, prompt_per_m: 0.2, completion_per_m: 0.2}
-  local: {kind: local, model: smollm2-135m}
+         api_key_env: VLLM_KEY, prompt_per_m: 0.2, completion_per_m: 0.2,
+         max_output_tokens: 8192}
+  local: {kind: local, model: smollm2-135m, max_output_tokens: 512}
 routers:
   rules: {kind: rules, strong: gpt4o-mini, weak: local}
   random: {kind: random, strong: gpt4o-mini, weak: local}
-auth: {admin_key_env: LLM_EFF_ADMIN_KEY, require_keys: true}
+auth: {admin_key_env: LLM_EFF_ADMIN_KEY, require_keys: true, allow_anonymous: false}
 database_url: sqlite:///proxy-spend.db     # or postgresql://user@host/db
-max_body_bytes: 1000000
+max_body_bytes: 1000000                    # client request bodies
+max_upstream_body_bytes: 16000000          # upstream answers (a stream: all its bytes)
+default_max_tokens: 4096                   # output cap sent upstream when a request has none
+body_timeout_s: 30                         # a request body must arrive within this
+header_timeout_s: 10                       # ... and its headers within this
+max_connections: 4096                      # past this, requests are answered 503
 flush_interval_s: 0.5
+log_level: info                            # one line per request at info
 ```
 Prices default to LiteLLM's cost map for `litellm` upstreams; `local` upstreams are priced
 from hardware time like every local model in llm-eff.
+
+Keys: once any virtual key exists, a request without one is refused (401) unless
+`auth.allow_anonymous: true`; `require_keys: true` refuses keyless requests even before.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llm_eff.core.errors import UserError
 
 UPSTREAM_KINDS = ("litellm", "openai", "local")
-TOP_LEVEL = {"upstreams", "routers", "auth", "database_url", "max_body_bytes", "flush_interval_s"}
 
 
-@dataclass
-class UpstreamConfig:
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
+
+
+class UpstreamConfig(_Strict):
     """One model the proxy can send requests to."""
 
     name: str
-    kind: str
-    model: str
+    kind: Literal["litellm", "openai", "local"] = "litellm"
+    model: str = Field(min_length=1)
     base_url: str | None = None
     api_key_env: str | None = None
-    timeout_s: float = 60.0
-    retries: int = 0
-    fallbacks: list[str] = field(default_factory=list)
-    prompt_per_m: float | None = None
-    completion_per_m: float | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(0, ge=0, le=10)
+    fallbacks: list[str] = Field(default_factory=list)
+    prompt_per_m: float | None = Field(None, ge=0)
+    completion_per_m: float | None = Field(None, ge=0)
+    max_output_tokens: int | None = Field(None, ge=1)  # else LiteLLM's model info, else default
+    max_concurrency: int = Field(8, ge=1)  # local kind: requests decoded together
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> UpstreamConfig:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("kind openai needs base_url")
+        return self
 
 
-@dataclass
-class RouterConfig:
+class RouterConfig(_Strict):
     """A named router and the strong/weak upstreams it chooses between."""
 
     name: str
     kind: str
     strong: str
     weak: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass
-class ProxyConfig:
+class AuthConfig(_Strict):
+    """Who may call the proxy."""
+
+    admin_key_env: str = "LLM_EFF_ADMIN_KEY"
+    require_keys: bool = False
+    allow_anonymous: bool = False  # keyless requests once keys exist: refused unless true
+
+
+class ProxyConfig(_Strict):
     """Everything `llm-eff serve` needs."""
 
     upstreams: dict[str, UpstreamConfig]
-    routers: dict[str, RouterConfig] = field(default_factory=dict)
+    routers: dict[str, RouterConfig] = Field(default_factory=dict)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     database_url: str = "sqlite:///proxy-spend.db"
-    admin_key_env: str = "LLM_EFF_ADMIN_KEY"
-    require_keys: bool = False
-    max_body_bytes: int = 1_000_000
-    flush_interval_s: float = 0.5
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_upstream_body_bytes: int = Field(16_000_000, ge=1024)
+    default_max_tokens: int = Field(4096, ge=1)
+    body_timeout_s: float = Field(30.0, gt=0)
+    header_timeout_s: float = Field(10.0, gt=0)
+    keep_alive_s: float = Field(5.0, ge=1)
+    max_connections: int = Field(4096, ge=1)
+    flush_interval_s: float = Field(0.5, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def admin_key_env(self) -> str:
+        """The environment variable holding the admin key."""
+        return self.auth.admin_key_env
+
+    @property
+    def require_keys(self) -> bool:
+        """Whether a request without a key is refused even when no key exists yet."""
+        return self.auth.require_keys
 
     @property
     def admin_key(self) -> str | None:
         """The admin key from the environment, if set."""
-        return os.environ.get(self.admin_key_env) or None
+        return os.environ.get(self.auth.admin_key_env) or None
 
 
-def _upstream(name: str, raw: Any) -> UpstreamConfig:
-    if not isinstance(raw, dict):
-        raise UserError(f"upstream '{name}': expected a mapping")
-    kind = raw.get("kind", "litellm")
-    if kind not in UPSTREAM_KINDS:
-        raise UserError(f"upstream '{name}': kind must be one of {', '.join(UPSTREAM_KINDS)}")
-    if "model" not in raw:
-        raise UserError(f"upstream '{name}': 'model' is required")
-    if kind == "openai" and not raw.get("base_url"):
-        raise UserError(f"upstream '{name}': kind openai needs base_url")
-    known = set(UpstreamConfig.__dataclass_fields__) - {"name"}
-    unknown = set(raw) - known
-    if unknown:
-        raise UserError(f"upstream '{name}': unknown field(s) {', '.join(sorted(unknown))}")
-    return UpstreamConfig(name=name, **{k: v for k, v in raw.items() if k != "name"})
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"]) or "config"
+    return f"{where}: {error['msg']}"
 
 
-def parse_config(data: dict[str, Any]) -> ProxyConfig:
+def parse_config(data: Any) -> ProxyConfig:
     """A validated `ProxyConfig` from parsed YAML; UserError naming the first problem."""
     if not isinstance(data, dict) or not isinstance(data.get("upstreams"), dict):
         raise UserError("proxy config: 'upstreams' must be a mapping of name -> upstream")
-    unknown = set(data) - TOP_LEVEL
-    if unknown:
-        raise UserError(f"proxy config: unknown field(s) {', '.join(sorted(unknown))}")
-    upstreams = {n: _upstream(n, raw) for n, raw in data["upstreams"].items()}
-    for up in upstreams.values():
+    raw = dict(data)
+    try:
+        raw["upstreams"] = {
+            name: {**spec, "name": name} if isinstance(spec, dict) else spec
+            for name, spec in data["upstreams"].items()
+        }
+        routers = data.get("routers") or {}
+        if isinstance(routers, dict):
+            raw["routers"] = {
+                name: {"kind": name, **spec, "name": name} if isinstance(spec, dict) else spec
+                for name, spec in routers.items()
+            }
+        config = ProxyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"proxy config: {_first_problem(exc)}") from None
+    for up in config.upstreams.values():
         for fb in up.fallbacks:
-            if fb not in upstreams:
+            if fb not in config.upstreams:
                 raise UserError(f"upstream '{up.name}': unknown fallback '{fb}'")
-    routers = {}
-    for name, raw in (data.get("routers") or {}).items():
-        if not isinstance(raw, dict) or "strong" not in raw or "weak" not in raw:
-            raise UserError(f"router '{name}': needs 'strong' and 'weak' upstreams")
+    for router in config.routers.values():
         for side in ("strong", "weak"):
-            if raw[side] not in upstreams:
-                raise UserError(f"router '{name}': unknown {side} upstream '{raw[side]}'")
-        routers[name] = RouterConfig(
-            name=name,
-            kind=raw.get("kind", name),
-            strong=raw["strong"],
-            weak=raw["weak"],
-            options=raw.get("options") or {},
-        )
-    auth = data.get("auth") or {}
-    return ProxyConfig(
-        upstreams=upstreams,
-        routers=routers,
-        database_url=str(data.get("database_url", "sqlite:///proxy-spend.db")),
-        admin_key_env=auth.get("admin_key_env", "LLM_EFF_ADMIN_KEY"),
-        require_keys=bool(auth.get("require_keys", False)),
-        max_body_bytes=int(data.get("max_body_bytes", 1_000_000)),
-        flush_interval_s=float(data.get("flush_interval_s", 0.5)),
-    )
+            if getattr(router, side) not in config.upstreams:
+                raise UserError(
+                    f"router '{router.name}': unknown {side} upstream '{getattr(router, side)}'"
+                )
+    return config
 
 
 def load_config(path: str | Path) -> ProxyConfig:

@@ -1,20 +1,25 @@
-"""The proxy's database: virtual keys and the spend log, in SQLite (WAL) or PostgreSQL.
+"""The proxy's database: virtual keys, budgets and the spend log, in SQLite (WAL) or PostgreSQL.
 
 Keys are stored as SHA-256 hashes (the plaintext is shown once, at creation) and compared with
-`hmac.compare_digest`. Spend rows are queued by the request handlers and written by a
-background thread every `flush_interval_s`, each batch in one transaction, so a crash loses at
-most the rows of the last interval and never leaves a partial row.
+`hmac.compare_digest`. Rows of keys without a budget are queued by the request handlers and
+written by a background thread every `flush_interval_s`, each batch in one transaction, so a
+crash loses at most the rows of the last interval and never leaves a partial row. Keys with a
+budget go through `BudgetLedger` instead: every reservation and its settlement (with the spend
+row) is its own committed transaction, so a budget holds across crashes and replicas.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import queue
 import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,12 @@ SPEND_COLUMNS = (
     "overhead_ms",
     "status",
     "error",
+    "usage_source",
+    "fallback_from",
+    "request_id",
 )
+# columns added after the first release: (name, SQL type), added to older databases at start
+ADDED_SPEND_COLUMNS = (("usage_source", "TEXT"), ("fallback_from", "TEXT"), ("request_id", "TEXT"))
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS api_keys (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE,
@@ -48,6 +58,12 @@ SCHEMA = [
         cost DOUBLE PRECISION, latency_ms DOUBLE PRECISION, overhead_ms DOUBLE PRECISION,
         status INTEGER, error TEXT)""",
     "CREATE INDEX IF NOT EXISTS spend_key_time ON spend_log (key_id, ts)",
+    """CREATE TABLE IF NOT EXISTS key_budgets (
+        key_id TEXT PRIMARY KEY, spent BIGINT NOT NULL,
+        reserved BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS reservations (
+        id TEXT PRIMARY KEY, key_id TEXT NOT NULL, amount BIGINT NOT NULL,
+        expires DOUBLE PRECISION NOT NULL, swept INTEGER NOT NULL DEFAULT 0)""",
 ]
 
 
@@ -91,39 +107,63 @@ class Database:
             path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self.conn = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=30
+            )
             self.conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a committed transaction survives the process being killed (only
+            # an OS crash or power loss can lose the last ones)
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.placeholder = "?"
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         for statement in SCHEMA:
             self.execute(statement)
+        self._add_columns()
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is SQLite (else PostgreSQL)."""
+        return self.placeholder == "?"
+
+    def _add_columns(self) -> None:
+        if self.is_sqlite:
+            have = {row[1] for row in self.execute("PRAGMA table_info(spend_log)")}
+            for name, kind in ADDED_SPEND_COLUMNS:
+                if name not in have:
+                    self.execute(f"ALTER TABLE spend_log ADD COLUMN {name} {kind}")
+        else:
+            for name, kind in ADDED_SPEND_COLUMNS:
+                self.execute(f"ALTER TABLE spend_log ADD COLUMN IF NOT EXISTS {name} {kind}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor inside one write transaction: committed on exit, rolled back on error.
+        SQLite takes its write lock at the start (`BEGIN IMMEDIATE`), so concurrent
+        processes on one file queue instead of failing on a lock upgrade."""
+        with self.lock:
+            cur = self.conn.cursor()
+            if self.is_sqlite:
+                cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                self.conn.rollback() if not self.is_sqlite else cur.execute("ROLLBACK")
+                raise
+            self.conn.commit() if not self.is_sqlite else cur.execute("COMMIT")
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", self.placeholder) if self.placeholder != "?" else sql
 
     def execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Run one statement in its own transaction; rows for queries."""
-        with self.lock:
-            cur = self.conn.cursor()
-            if self.placeholder == "?":
-                cur.execute("BEGIN")
+        with self.transaction() as cur:
             cur.execute(self._sql(sql), params)
-            rows = cur.fetchall() if cur.description else []
-            self.conn.commit() if self.placeholder != "?" else cur.execute("COMMIT")
-            return rows
+            return cur.fetchall() if cur.description else []
 
     def executemany(self, sql: str, rows: list[tuple]) -> None:
         """Insert many rows in one transaction (all or none)."""
-        with self.lock:
-            cur = self.conn.cursor()
-            if self.placeholder == "?":
-                cur.execute("BEGIN")
-                cur.executemany(sql, rows)
-                cur.execute("COMMIT")
-            else:
-                cur.executemany(self._sql(sql), rows)
-                self.conn.commit()
+        with self.transaction() as cur:
+            cur.executemany(self._sql(sql), rows)
 
     def close(self) -> None:
         """Close the connection."""
@@ -149,11 +189,21 @@ class KeyStore:
         record = KeyRecord(
             secrets.token_hex(6), name, hash_key(plaintext), budget_usd, rpm, tpm, time.time(), None
         )
-        self.db.execute(
-            "INSERT INTO api_keys (id, name, key_hash, budget_usd, rpm, tpm, created, revoked) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (record.id, name, record.key_hash, budget_usd, rpm, tpm, record.created, None),
-        )
+        with self.db.transaction() as cur:
+            cur.execute(
+                self.db._sql(
+                    "INSERT INTO api_keys (id, name, key_hash, budget_usd, rpm, tpm, created, "
+                    "revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (record.id, name, record.key_hash, budget_usd, rpm, tpm, record.created, None),
+            )
+            if budget_usd is not None:
+                cur.execute(
+                    self.db._sql(
+                        "INSERT INTO key_budgets (key_id, spent, reserved) VALUES (?, 0, 0)"
+                    ),
+                    (record.id,),
+                )
         return plaintext, record
 
     def all(self) -> list[KeyRecord]:
@@ -163,6 +213,11 @@ class KeyStore:
             "ORDER BY created"
         )
         return [KeyRecord(*row) for row in rows]
+
+    def spent_usd(self, key_id: str) -> float | None:
+        """The durable spend of a budgeted key (its ledger), None for a key without one."""
+        rows = self.db.execute("SELECT spent FROM key_budgets WHERE key_id = ?", (key_id,))
+        return rows[0][0] / NANO if rows else None
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key by id; False if there is no such active key."""
@@ -191,6 +246,160 @@ def find_key(records: dict[str, KeyRecord], presented: str) -> KeyRecord | None:
     return None if record.revoked else record
 
 
+NANO = 1_000_000_000  # the ledger counts integer nano-dollars, so sums never drift
+
+
+def to_nano(dollars: float, up: bool = False) -> int:
+    """Dollars as integer nano-dollars (rounded up for reservations, to nearest otherwise)."""
+    scaled = dollars * NANO
+    return int(math.ceil(scaled)) if up else int(round(scaled))
+
+
+class BudgetLedger:
+    """Durable budgets: a reservation is written with an atomic conditional update before the
+    upstream call and settled (with its spend row) after, each in one committed transaction.
+
+    `key_budgets` holds each budgeted key's settled spend and open reservations, in
+    nano-dollars. A reservation is granted only if `spent + reserved + amount <= budget` holds
+    in the same UPDATE that adds it, which SQLite (one writer at a time) and PostgreSQL (the
+    row lock, then the condition re-checked on the row's latest version) both make atomic, so
+    replicas sharing one database enforce one budget. A reservation not settled by its lease
+    (its proxy died mid-request) is charged at its full amount by `sweep`, since the upstream
+    may have spent it; a settlement that still arrives later corrects that charge.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._opened: set[str] = set()
+
+    def _open(self, cur: Any, key_id: str) -> None:
+        """Create the key's budget row if missing (older databases: from its spend log)."""
+        if key_id in self._opened:
+            return
+        cur.execute(
+            self.db._sql(
+                "INSERT INTO key_budgets (key_id, spent, reserved) "
+                "SELECT ?, CAST(ROUND(COALESCE(SUM(cost), 0) * ?) AS BIGINT), 0 FROM spend_log "
+                "WHERE key_id = ? ON CONFLICT (key_id) DO NOTHING"
+            ),
+            (key_id, NANO, key_id),
+        )
+        self._opened.add(key_id)
+
+    def reserve(self, key_id: str, budget_usd: float, dollars: float, lease_s: float) -> str | None:
+        """Reserve `dollars` of the key's budget; the reservation id, or None if it won't fit."""
+        amount, budget = to_nano(dollars, up=True), to_nano(budget_usd)
+        rid = secrets.token_hex(8)
+        with self.db.transaction() as cur:
+            self._open(cur, key_id)
+            cur.execute(
+                self.db._sql(
+                    "UPDATE key_budgets SET reserved = reserved + ? "
+                    "WHERE key_id = ? AND spent + reserved + ? <= ?"
+                ),
+                (amount, key_id, amount, budget),
+            )
+            if cur.rowcount != 1:
+                return None
+            cur.execute(
+                self.db._sql(
+                    "INSERT INTO reservations (id, key_id, amount, expires, swept) "
+                    "VALUES (?, ?, ?, ?, 0)"
+                ),
+                (rid, key_id, amount, time.time() + lease_s),
+            )
+        return rid
+
+    def settle(self, rid: str, row: dict[str, Any]) -> None:
+        """Replace reservation `rid` by the row's real cost and write the row, atomically."""
+        actual = to_nano(float(row["cost"]))
+        with self.db.transaction() as cur:
+            cur.execute(
+                self.db._sql(
+                    "DELETE FROM reservations WHERE id = ? RETURNING key_id, amount, swept"
+                ),
+                (rid,),
+            )
+            found = cur.fetchone()
+            if found is None:
+                return  # settled already
+            key_id, amount, swept = found
+            if swept:  # charged in full by a sweep: correct that charge
+                cur.execute(
+                    self.db._sql("UPDATE key_budgets SET spent = spent - ? + ? WHERE key_id = ?"),
+                    (amount, actual, key_id),
+                )
+                _insert_rows(cur, self.db, [_correction(row, key_id, amount)])
+            else:
+                cur.execute(
+                    self.db._sql(
+                        "UPDATE key_budgets SET reserved = reserved - ?, spent = spent + ? "
+                        "WHERE key_id = ?"
+                    ),
+                    (amount, actual, key_id),
+                )
+            _insert_rows(cur, self.db, [tuple(row.get(c) for c in SPEND_COLUMNS)])
+
+    def sweep(self, now: float | None = None) -> int:
+        """Charge every reservation past its lease at its full amount; returns how many."""
+        now = time.time() if now is None else now
+        with self.db.transaction() as cur:
+            cur.execute(
+                self.db._sql(
+                    "SELECT id, key_id, amount FROM reservations WHERE swept = 0 AND expires < ?"
+                ),
+                (now,),
+            )
+            expired = cur.fetchall()
+            rows = []
+            for rid, key_id, amount in expired:
+                cur.execute(
+                    self.db._sql(
+                        "UPDATE key_budgets SET reserved = reserved - ?, spent = spent + ? "
+                        "WHERE key_id = ?"
+                    ),
+                    (amount, amount, key_id),
+                )
+                cur.execute(self.db._sql("UPDATE reservations SET swept = 1 WHERE id = ?"), (rid,))
+                rows.append(
+                    _row_tuple(
+                        ts=now,
+                        key_id=key_id,
+                        cost=amount / NANO,
+                        status=0,
+                        usage_source="reservation",
+                        request_id=rid,
+                        error="reservation not settled within its lease (proxy stopped "
+                        "mid-request?): charged at its worst case",
+                    )
+                )
+            _insert_rows(cur, self.db, rows)
+        return len(expired)
+
+
+def _row_tuple(**fields: Any) -> tuple:
+    return tuple(fields.get(c) for c in SPEND_COLUMNS)
+
+
+def _correction(row: dict[str, Any], key_id: str, amount: int) -> tuple:
+    return _row_tuple(
+        ts=row.get("ts"),
+        key_id=key_id,
+        cost=-amount / NANO,
+        status=0,
+        usage_source="reservation",
+        request_id=row.get("request_id"),
+        error="reverses the worst-case charge of a reservation that was settled late",
+    )
+
+
+def _insert_rows(cur: Any, db: Database, rows: list[tuple]) -> None:
+    if rows:
+        cols = ", ".join(SPEND_COLUMNS)
+        marks = ", ".join([db.placeholder] * len(SPEND_COLUMNS))
+        cur.executemany(f"INSERT INTO spend_log ({cols}) VALUES ({marks})", rows)
+
+
 class SpendLog:
     """Batched, crash-safe spend rows: `add` queues, a thread flushes every interval."""
 
@@ -215,9 +424,8 @@ class SpendLog:
             except queue.Empty:
                 break
         if rows:
-            cols = ", ".join(SPEND_COLUMNS)
-            marks = ", ".join([self.db.placeholder] * len(SPEND_COLUMNS))
-            self.db.executemany(f"INSERT INTO spend_log ({cols}) VALUES ({marks})", rows)
+            with self.db.transaction() as cur:
+                _insert_rows(cur, self.db, rows)
         return len(rows)
 
     def _run(self) -> None:

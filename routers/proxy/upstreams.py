@@ -1,9 +1,11 @@
 """Upstreams the proxy forwards to: OpenAI-compatible base URLs (aiohttp, pooled connections),
 any LiteLLM provider id, or a local transformers model served in-process.
 
-Each returns the OpenAI-format response plus its `Usage`; streaming yields SSE `data:` lines and
-reports usage from the final chunk. `UpstreamError(retryable=True)` marks timeouts, connection
-failures and 5xx answers, which the proxy retries and then sends to the fallbacks.
+Each returns the OpenAI-format answer and a `Delivered` record (the upstream's usage if it is
+valid, and the text relayed, from which the proxy bills when the usage is missing); streaming
+yields SSE `data:` lines. Answers are read under a size cap and checked for shape.
+`UpstreamError(retryable=True)` marks timeouts, connection failures, 5xx and 429 answers and
+malformed answers, which the proxy retries and then sends to the fallbacks.
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ from typing import Any
 
 import aiohttp
 
-from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, Price, api_price, local_price
+from llm_eff.core.prices import (
+    DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
+    Price,
+    api_max_output_tokens,
+    api_price,
+    local_price,
+)
 from llm_eff.core.types import Cost, Usage
+from routers.proxy.billing import Delivered, choice_texts, parse_usage
 from routers.proxy.config import UpstreamConfig
 
 
@@ -31,25 +40,54 @@ class UpstreamError(Exception):
         self.status, self.retryable = status, retryable
 
 
-def _usage_from(data: dict[str, Any] | None, model: str, latency: float) -> Usage:
-    data = data or {}
-    details = data.get("prompt_tokens_details") or {}
-    return Usage(
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
-        completion_tokens=int(data.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
-        latency_s=latency,
-        model=model,
+def _malformed(name: str, what: str) -> UpstreamError:
+    return UpstreamError(f"{name}: malformed answer ({what})", 502)
+
+
+def read_completion(name: str, raw: bytes, model: str, latency_s: float) -> Delivered:
+    """Check a non-streaming answer's shape; its usage (if valid) and relayed text."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _malformed(name, "not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise _malformed(name, "no choices")
+    usage = parse_usage(data.get("usage"), model, latency_s)
+    return Delivered(
+        usage=usage,
+        texts=choice_texts(data["choices"], "message"),
+        bytes=len(raw),
+        invalid_usage=usage is None and data.get("usage") is not None,
     )
 
 
-class Upstream:
-    """Common part: name, config and price."""
+def read_chunk(name: str, payload: bytes, model: str, latency_s: float, out: Delivered) -> None:
+    """Record one SSE chunk's text and usage in `out`; UpstreamError if it is not a chunk."""
+    try:
+        chunk = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise _malformed(name, "a stream event is not JSON") from None
+    if not isinstance(chunk, dict):
+        raise _malformed(name, "a stream event is not an object")
+    if "error" in chunk and "choices" not in chunk:
+        raise UpstreamError(f"{name}: error event in the stream", 502)
+    out.texts.extend(choice_texts(chunk.get("choices"), "delta"))
+    if chunk.get("usage") is not None:
+        usage = parse_usage(chunk["usage"], model, latency_s)
+        if usage is None:
+            out.invalid_usage = True
+        else:
+            out.usage = usage
 
-    def __init__(self, config: UpstreamConfig) -> None:
+
+class Upstream:
+    """Common part: name, config, price and output cap."""
+
+    def __init__(self, config: UpstreamConfig, max_body_bytes: int = 16_000_000) -> None:
         self.config = config
         self.name = config.name
         self.price = self._price()
+        self.max_body_bytes = max_body_bytes
 
     def _price(self) -> Price:
         if self.config.prompt_per_m is not None or self.config.completion_per_m is not None:
@@ -60,25 +98,69 @@ class Upstream:
             )
         return api_price(self.config.model) or Price(0.0, 0.0, "unpriced")
 
+    def max_output(self) -> int | None:
+        """The most output tokens this upstream writes: the config's, else (for LiteLLM
+        upstreams, looked up once) LiteLLM's model info."""
+        if self.config.max_output_tokens or self.config.kind != "litellm":
+            return self.config.max_output_tokens
+        if not hasattr(self, "_max_output"):
+            self._max_output = api_max_output_tokens(self.config.model)
+        return self._max_output
+
+    def lease_s(self) -> float:
+        """An upper bound on this upstream's share of a request's duration (a stream too)."""
+        return self.config.timeout_s * (self.config.retries + 1)
+
     def cost(self, usage: Usage) -> Cost:
         """Dollars for one call's usage."""
         return self.price.cost(usage)
 
-    async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
-        """A non-streaming chat completion."""
+    def worst_cost(self, worst: Usage) -> float:
+        """The most one call within `worst` tokens can cost here, in dollars."""
+        return self.cost(worst).dollars
+
+    async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage | None]:
+        """A non-streaming chat completion and its usage (None: read it from the answer)."""
         raise NotImplementedError
 
-    async def complete_raw(self, body: dict[str, Any]) -> tuple[bytes, Usage]:
-        """The same completion as JSON bytes, ready to send to the client."""
+    async def complete_raw(self, body: dict[str, Any]) -> tuple[bytes, Delivered]:
+        """The same completion as JSON bytes, ready to send to the client, and what it carried."""
+        start = time.perf_counter()
         data, usage = await self.complete(body)
-        return json.dumps(data).encode(), usage
+        raw = json.dumps(data).encode()
+        delivered = read_completion(self.name, raw, self.config.model, time.perf_counter() - start)
+        if usage is not None:  # the upstream's own count (a local model's includes its time)
+            delivered.usage = usage
+        return raw, delivered
 
-    def stream(self, body: dict[str, Any], usage_out: list[Usage]) -> AsyncIterator[bytes]:
-        """SSE lines of a streaming completion; appends the final `Usage` to `usage_out`."""
+    def stream(self, body: dict[str, Any], out: Delivered) -> AsyncIterator[bytes]:
+        """SSE lines of a streaming completion; records text and usage in `out`."""
         raise NotImplementedError
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, name: str) -> bytes:
+    if (resp.content_length or 0) > cap:
+        raise UpstreamError(f"{name}: answer over {cap} bytes", 502)
+    chunks, size = [], 0
+    while True:
+        chunk = await resp.content.read(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > cap:
+            raise UpstreamError(f"{name}: answer over {cap} bytes", 502)
+        chunks.append(chunk)
+
+
+def _status_error(name: str, status: int, text: str) -> UpstreamError:
+    """5xx and 429 are worth another upstream; other 4xx are the request's fault."""
+    message = f"{name}: HTTP {status} {text}".rstrip()
+    if status >= 500:
+        return UpstreamError(message, 502)
+    return UpstreamError(message, status, retryable=status == 429)
 
 
 class OpenAIUpstream(Upstream):
@@ -87,8 +169,8 @@ class OpenAIUpstream(Upstream):
     Uses one pooled aiohttp session per proxy process (created in the serving event loop).
     """
 
-    def __init__(self, config: UpstreamConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: UpstreamConfig, max_body_bytes: int = 16_000_000) -> None:
+        super().__init__(config, max_body_bytes)
         key = os.environ.get(config.api_key_env) if config.api_key_env else None
         self.headers = {"Content-Type": "application/json"}
         if key:
@@ -115,62 +197,56 @@ class OpenAIUpstream(Upstream):
 
     async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         """POST /chat/completions and return the JSON with its usage."""
-        raw, usage = await self.complete_raw(body)
-        return json.loads(raw), usage
+        raw, delivered = await self.complete_raw(body)
+        return json.loads(raw), delivered.usage or Usage(model=self.config.model)
 
-    async def complete_raw(self, body: dict[str, Any]) -> tuple[bytes, Usage]:
+    async def complete_raw(self, body: dict[str, Any]) -> tuple[bytes, Delivered]:
         """POST /chat/completions; the upstream's JSON bytes pass through unchanged."""
         start = time.perf_counter()
         try:
             async with self._session().post(self.url, data=self._payload(body, False)) as resp:
-                raw = await resp.read()
-                status = resp.status
+                if resp.status >= 400:
+                    text = (await resp.content.read(300)).decode(errors="replace")
+                    raise _status_error(self.name, resp.status, text)
+                raw = await _read_capped(resp, self.max_body_bytes, self.name)
         except asyncio.TimeoutError:
             raise UpstreamError(f"{self.name}: timed out", 504) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"{self.name}: {type(exc).__name__}", 502) from None
-        if status >= 500:
-            raise UpstreamError(f"{self.name}: HTTP {status}", 502)
-        if status >= 400:
-            raise UpstreamError(f"{self.name}: {raw[:300].decode(errors='replace')}", status, False)
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise UpstreamError(f"{self.name}: answer is not JSON", 502) from None
-        usage = _usage_from(data.get("usage"), self.config.model, time.perf_counter() - start)
-        return raw, usage
+        latency = time.perf_counter() - start
+        return raw, read_completion(self.name, raw, self.config.model, latency)
 
-    async def stream(self, body: dict[str, Any], usage_out: list[Usage]) -> AsyncIterator[bytes]:
-        """Pass the upstream's SSE lines through, reading usage from the last chunk."""
+    async def stream(self, body: dict[str, Any], out: Delivered) -> AsyncIterator[bytes]:
+        """Pass the upstream's SSE lines through, reading text and usage from each event."""
         start = time.perf_counter()
+        model, cap = self.config.model, self.max_body_bytes
         try:
             async with self._session().post(self.url, data=self._payload(body, True)) as resp:
                 if resp.status >= 400:
-                    text = (await resp.read()).decode(errors="replace")[:300]
-                    retry = resp.status >= 500
-                    raise UpstreamError(
-                        f"{self.name}: HTTP {resp.status} {text}",
-                        502 if retry else resp.status,
-                        retry,
-                    )
-                async for raw_line in resp.content:
-                    line = raw_line.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload != b"[DONE]" and b'"usage"' in payload:
-                        chunk = json.loads(payload)
-                        if chunk.get("usage"):
-                            usage_out.append(
-                                _usage_from(
-                                    chunk["usage"], self.config.model, time.perf_counter() - start
-                                )
-                            )
-                    yield line + b"\n\n"
+                    text = (await resp.content.read(300)).decode(errors="replace")
+                    raise _status_error(self.name, resp.status, text)
+                try:
+                    async for raw_line in resp.content:
+                        out.bytes += len(raw_line)
+                        if out.bytes > cap:
+                            raise UpstreamError(f"{self.name}: stream over {cap} bytes", 502)
+                        line = raw_line.strip()
+                        if not line.startswith(b"data:"):
+                            continue
+                        payload = line[5:].strip()
+                        if payload != b"[DONE]":
+                            latency = time.perf_counter() - start
+                            read_chunk(self.name, payload, model, latency, out)
+                        yield line + b"\n\n"
+                except BaseException:
+                    resp.close()  # drop the connection: the upstream stops generating
+                    raise
         except asyncio.TimeoutError:
             raise UpstreamError(f"{self.name}: timed out", 504) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"{self.name}: {type(exc).__name__}", 502) from None
+        except ValueError:  # aiohttp: a line longer than its buffer
+            raise _malformed(self.name, "a stream line is too long") from None
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -203,11 +279,12 @@ class LiteLLMUpstream(Upstream):
         except Exception as exc:  # noqa: BLE001 - provider or network failure
             raise UpstreamError(f"{self.name}: {type(exc).__name__}", 502) from None
         data = resp.model_dump()
-        return data, _usage_from(data.get("usage"), self.config.model, time.perf_counter() - start)
+        usage = parse_usage(data.get("usage"), self.config.model, time.perf_counter() - start)
+        return data, usage
 
-    async def stream(self, body: dict[str, Any], usage_out: list[Usage]) -> AsyncIterator[bytes]:
+    async def stream(self, body: dict[str, Any], out: Delivered) -> AsyncIterator[bytes]:
         """A completion delivered as SSE (generated whole, then sent as chunks)."""
-        async for line in _as_sse(self, body, usage_out):
+        async for line in _as_sse(self, body, out):
             yield line
 
 
@@ -226,6 +303,10 @@ class LocalUpstream(Upstream):
 
     def _price(self) -> Price:
         return Price(0.0, 0.0, "local")
+
+    def worst_cost(self, worst: Usage) -> float:
+        """Hardware time is billed: at most the whole timeout's worth of it."""
+        return DEFAULT_HARDWARE_DOLLARS_PER_HOUR * self.lease_s() / 3600
 
     def cost(self, usage: Usage) -> Cost:
         """Hardware time: $/hour over the tokens/s this call achieved (see llm_eff.core.prices)."""
@@ -272,18 +353,17 @@ class LocalUpstream(Upstream):
         }
         return data, usage
 
-    async def stream(self, body: dict[str, Any], usage_out: list[Usage]) -> AsyncIterator[bytes]:
+    async def stream(self, body: dict[str, Any], out: Delivered) -> AsyncIterator[bytes]:
         """The local completion sent as SSE chunks."""
-        async for line in _as_sse(self, body, usage_out):
+        async for line in _as_sse(self, body, out):
             yield line
 
 
-async def _as_sse(
-    upstream: Upstream, body: dict[str, Any], usage_out: list[Usage]
-) -> AsyncIterator[bytes]:
+async def _as_sse(upstream: Upstream, body: dict[str, Any], out: Delivered) -> AsyncIterator[bytes]:
     """Turn a whole completion into OpenAI-style SSE chunks (content, then usage, then DONE)."""
-    data, usage = await upstream.complete(body)
-    usage_out.append(usage)
+    raw, delivered = await upstream.complete_raw(body)
+    data = json.loads(raw)
+    out.usage, out.texts, out.invalid_usage = delivered.usage, delivered.texts, False
     base = {
         "id": data.get("id", "chatcmpl"),
         "object": "chat.completion.chunk",
@@ -308,10 +388,10 @@ async def _as_sse(
     yield b"data: [DONE]\n\n"
 
 
-def make_upstream(config: UpstreamConfig) -> Upstream:
-    """The upstream object for a config entry."""
+def make_upstream(config: UpstreamConfig, max_body_bytes: int = 16_000_000) -> Upstream:
+    """The upstream object for a config entry (answers capped at `max_body_bytes`)."""
     if config.kind == "openai":
-        return OpenAIUpstream(config)
+        return OpenAIUpstream(config, max_body_bytes)
     if config.kind == "local":
         return LocalUpstream(config)
-    return LiteLLMUpstream(config)
+    return LiteLLMUpstream(config, max_body_bytes)

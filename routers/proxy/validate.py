@@ -4,6 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_TOKENS_LIMIT = 10_000_000
+MAX_N = 128
+
+
+class KeySpec(BaseModel):
+    """`POST /admin/keys` body: a name and optional budget and rate limits, strictly typed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    budget_usd: float | None = Field(None, ge=0, le=1e9, allow_inf_nan=False)
+    rpm: int | None = Field(None, ge=1, le=10**9)
+    tpm: int | None = Field(None, ge=1, le=10**12)
+
 
 class ProxyError(Exception):
     """An error answered to the client with an HTTP status and an OpenAI-style body."""
@@ -51,14 +67,27 @@ def validate_chat(body: Any) -> dict[str, Any]:
             raise ProxyError(
                 400, f"messages[{i}].content must be a string or an array", code="invalid_messages"
             )
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                where = f"messages[{i}].content[{j}]"
+                raise ProxyError(400, f"{where} needs a string 'type'", code="invalid_messages")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                where = f"messages[{i}].content[{j}].text"
+                raise ProxyError(400, f"{where} must be a string", code="invalid_messages")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise ProxyError(400, "'stream' must be a boolean", code="invalid_value")
-    for name in ("max_tokens", "max_completion_tokens", "n"):
+    for name, most in (
+        ("max_tokens", MAX_TOKENS_LIMIT),
+        ("max_completion_tokens", MAX_TOKENS_LIMIT),
+        ("n", MAX_N),
+    ):
         value = body.get(name)
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most
         ):
-            raise ProxyError(400, f"'{name}' must be a positive integer", code="invalid_value")
+            raise ProxyError(
+                400, f"'{name}' must be an integer in [1, {most:,}]", code="invalid_value"
+            )
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
     _number(body, "max_cost_per_million_tokens", 0, 1e9)
