@@ -16,6 +16,23 @@ from fastapi.responses import JSONResponse, StreamingResponse
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
 
+PROXY_TABLES = ("spend_log", "api_keys", "key_budgets", "reservations")
+
+
+def fresh_database(url: str) -> str:
+    """`url` with the proxy's tables dropped (a PostgreSQL server shared by the tests)."""
+    from routers.proxy.store import Database
+
+    if url.startswith("postgres"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            for table in PROXY_TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+    Database(url).close()
+    return url
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:

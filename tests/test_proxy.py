@@ -15,7 +15,7 @@ import pytest
 from routers.proxy import create_app, parse_config
 from routers.proxy.store import Database
 
-from .proxy_support import fake_upstream, serve_in_thread
+from .proxy_support import fake_upstream, fresh_database, serve_in_thread
 
 ADMIN = "admin-secret-123"
 PG_URL = os.environ.get("LLM_EFF_TEST_POSTGRES_URL")
@@ -83,11 +83,7 @@ DB_PARAMS = ["sqlite"] + (["postgres"] if PG_URL else [])
 def db_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'spend.db'}"
-    db = Database(PG_URL)
-    db.execute("DROP TABLE IF EXISTS spend_log")
-    db.execute("DROP TABLE IF EXISTS api_keys")
-    db.close()
-    return PG_URL
+    return fresh_database(PG_URL)
 
 
 @pytest.fixture()

@@ -23,7 +23,7 @@ import pytest
 from routers.proxy import create_app, parse_config
 from routers.proxy.store import Database, KeyStore
 
-from .proxy_support import hostile_upstream, serve_in_thread
+from .proxy_support import fresh_database, hostile_upstream, serve_in_thread
 
 ADMIN = "admin-secret-456"
 MSG = [{"role": "user", "content": "hi"}]
@@ -69,11 +69,13 @@ def _config(url: str, db_url: str, **extra) -> dict:
     }
 
 
-@pytest.fixture
-def proxy(hostile, tmp_path: Path, monkeypatch):
+@pytest.fixture(params=["sqlite"] + (["postgres"] if PG_URL else []))
+def proxy(request, hostile, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("LLM_EFF_MONEY_ADMIN", ADMIN)
     url, app = hostile
     db_url = f"sqlite:///{tmp_path / 'spend.db'}"
+    if request.param == "postgres":
+        db_url = fresh_database(PG_URL)
     with serve_in_thread(create_app(parse_config(_config(url, db_url)))) as proxy_url:
         yield proxy_url, db_url, app
 
@@ -300,12 +302,16 @@ def test_bad_admin_and_request_bodies_get_json_4xx(proxy):
         b'{"model": "honest", "messages": [{"role": "user", "content": "hi"}], '
         b'"max_tokens": 1e400}',
         json.dumps(
-            {"model": "honest", "messages": [{"role": "user", "content": [{"type": "text",
-             "text": 5}]}]}  # fmt: skip
+            {
+                "model": "honest",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}],
+            }  # fmt: skip
         ).encode(),
         json.dumps(
-            {"model": "honest", "messages": [{"role": "user", "content": [{"type": "text",
-             "text": ["a"]}]}]}  # fmt: skip
+            {
+                "model": "honest",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": ["a"]}]}],
+            }  # fmt: skip
         ).encode(),
         json.dumps({"model": "honest", "messages": MSG, "n": 100_000}).encode(),
         b"\xff\xfe not utf-8",
@@ -347,7 +353,7 @@ def test_half_sent_bodies_time_out(hostile, tmp_path, monkeypatch):
         sock = _raw_socket(proxy_url)
         sock.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-            b"\r\nContent-Length: 500\r\n\r\n{\"model\": "
+            b'\r\nContent-Length: 500\r\n\r\n{"model": '
         )
         started = time.monotonic()
         answer = sock.recv(4096)
