@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import threading
 import logging
 import time
 import uuid
@@ -153,9 +152,10 @@ class Proxy:
         self.metrics = Metrics()
         for upstream in self.upstreams.values():
             upstream.max_output()  # LiteLLM's model info: read now, not on a request
-        # LiteLLM's token counter bills answers that come without usage: import it now, off
-        # the serving thread, so the first such answer does not wait for the import
-        threading.Thread(target=warm_counter, name="warm-token-counter", daemon=True).start()
+        if any(u.config.kind != "local" for u in self.upstreams.values()):
+            # LiteLLM's token counter bills answers that come without usage: import it at
+            # start (seconds), not when the first such answer arrives
+            warm_counter()
         self.records: dict[str, KeyRecord] = {}
         self.usage: dict[str, KeyUsage] = {}
         self.reload_keys()

@@ -1,5 +1,5 @@
 """Upstreams the proxy forwards to: OpenAI-compatible base URLs (aiohttp, pooled connections),
-any LiteLLM provider id, or a local transformers model served in-process.
+any LiteLLM provider id, or a local transformers model served in-process (`local.py`).
 
 Each returns the OpenAI-format answer and a `Delivered` record (the upstream's usage if it is
 valid, and the text relayed, from which the proxy bills when the usage is missing); streaming
@@ -14,18 +14,15 @@ import asyncio
 import json
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
 from llm_eff.core.prices import (
-    DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
     Price,
     api_max_output_tokens,
     api_price,
-    local_price,
 )
 from llm_eff.core.types import Cost, Usage
 from routers.proxy.billing import Delivered, choice_texts, parse_usage
@@ -288,77 +285,6 @@ class LiteLLMUpstream(Upstream):
             yield line
 
 
-class LocalUpstream(Upstream):
-    """A local transformers model (e.g. smollm2-135m) answering in-process, one call at a time."""
-
-    def __init__(self, config: UpstreamConfig, backend: Any = None) -> None:
-        super().__init__(config)
-        if backend is None:
-            from llm_eff.backends import make_backend
-            from llm_eff.models import parse_model
-
-            backend = make_backend(parse_model(config.model))
-        self.backend = backend
-        self.lock = asyncio.Lock()
-
-    def _price(self) -> Price:
-        return Price(0.0, 0.0, "local")
-
-    def worst_cost(self, worst: Usage) -> float:
-        """Hardware time is billed: at most the whole timeout's worth of it."""
-        return DEFAULT_HARDWARE_DOLLARS_PER_HOUR * self.lease_s() / 3600
-
-    def cost(self, usage: Usage) -> Cost:
-        """Hardware time: $/hour over the tokens/s this call achieved (see llm_eff.core.prices)."""
-        rate = usage.total_tokens / usage.latency_s if usage.latency_s else 0.0
-        return local_price(DEFAULT_HARDWARE_DOLLARS_PER_HOUR, rate).cost(usage)
-
-    async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
-        """Generate with the local backend in a worker thread."""
-        from llm_eff.backends import GenerationConfig
-
-        messages = body.get("messages") or []
-        prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
-        system = next((m.get("content") for m in messages if m.get("role") == "system"), None)
-        config = GenerationConfig(
-            max_new_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
-            temperature=float(body.get("temperature") or 0.0),
-            top_p=float(body.get("top_p") or 1.0),
-            stop=tuple(body.get("stop") or ())
-            if not isinstance(body.get("stop"), str)
-            else (body["stop"],),
-            system_prompt=system,
-        )
-        async with self.lock:
-            result = await asyncio.to_thread(self.backend.generate, [prompt], config)
-        completion = result[0][0]
-        usage = completion.usage
-        data = {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.config.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": completion.finish_reason,
-                    "message": {"role": "assistant", "content": completion.text},
-                }
-            ],
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-            },
-        }
-        return data, usage
-
-    async def stream(self, body: dict[str, Any], out: Delivered) -> AsyncIterator[bytes]:
-        """The local completion sent as SSE chunks."""
-        async for line in _as_sse(self, body, out):
-            yield line
-
-
 async def _as_sse(upstream: Upstream, body: dict[str, Any], out: Delivered) -> AsyncIterator[bytes]:
     """Turn a whole completion into OpenAI-style SSE chunks (content, then usage, then DONE)."""
     raw, delivered = await upstream.complete_raw(body)
@@ -393,5 +319,7 @@ def make_upstream(config: UpstreamConfig, max_body_bytes: int = 16_000_000) -> U
     if config.kind == "openai":
         return OpenAIUpstream(config, max_body_bytes)
     if config.kind == "local":
+        from routers.proxy.local import LocalUpstream
+
         return LocalUpstream(config)
     return LiteLLMUpstream(config, max_body_bytes)

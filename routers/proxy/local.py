@@ -1,0 +1,223 @@
+"""A local transformers model as a proxy upstream, served by transformers' continuous batching.
+
+Requests that arrive while others decode join the running batch at the next step, so a short
+request is not stuck behind a long one; tokens stream to the client as they are generated;
+each request's output is capped (`max_output_tokens`, else the proxy's default) and its time
+too (`timeout_s`); a request whose client has gone is cancelled in the batch, so the model
+stops generating for it. Decoding is greedy (the batch manager's generation config);
+`stop` strings end a completion where they first appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from llm_eff.core.errors import UserError
+from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, Price, local_price
+from llm_eff.core.types import Cost, Usage
+from routers.proxy.billing import Delivered
+from routers.proxy.config import UpstreamConfig
+from routers.proxy.upstreams import Upstream, UpstreamError
+
+DEFAULT_LOCAL_MAX_TOKENS = 512
+
+
+class LocalUpstream(Upstream):
+    """A local HF causal LM (e.g. smollm2-135m) answering in-process, continuously batched."""
+
+    def __init__(self, config: UpstreamConfig, model: Any = None, tokenizer: Any = None) -> None:
+        super().__init__(config)
+        if model is None:
+            from llm_eff.backends.transformers_backend import load_local
+            from llm_eff.models import parse_model
+
+            model, tokenizer = load_local(parse_model(config.model))
+        from transformers import GenerationConfig
+
+        self.model, self.tokenizer = model.eval(), tokenizer
+        eos = tokenizer.eos_token_id
+        self.manager = model.init_continuous_batching(
+            generation_config=GenerationConfig(
+                max_new_tokens=self.cap, do_sample=False, eos_token_id=eos, pad_token_id=eos
+            )
+        )
+        self.manager.start()
+        self._warm_up()
+
+    @property
+    def cap(self) -> int:
+        """The most tokens one request may generate here."""
+        return self.config.max_output_tokens or DEFAULT_LOCAL_MAX_TOKENS
+
+    def max_output(self) -> int | None:
+        """The output cap the proxy sends when a request sets none."""
+        return self.cap
+
+    def busy(self) -> bool:
+        """Whether any request is waiting or being decoded."""
+        processor = self.manager.batch_processor
+        return bool(processor is not None and processor.has_pending_requests())
+
+    def _warm_up(self) -> None:
+        """One 1-token request at start: the batch manager's first step takes seconds."""
+        rid = self.manager.add_request(self._encode([{"role": "user", "content": "hi"}]), None, 1)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            result = self.manager.get_result(rid, timeout=1)
+            if result is not None and result.is_finished():
+                return
+            error = self.manager.background_thread_status.fatal_error
+            if error is not None:
+                raise UserError(f"local upstream '{self.name}' failed to start: {error}")
+        raise UserError(f"local upstream '{self.name}': the model did not answer in 300 s")
+
+    def _price(self) -> Price:
+        return Price(0.0, 0.0, "local")
+
+    def worst_cost(self, worst: Usage) -> float:
+        """Hardware time is billed: at most the whole timeout's worth of it."""
+        return DEFAULT_HARDWARE_DOLLARS_PER_HOUR * self.lease_s() / 3600
+
+    def cost(self, usage: Usage) -> Cost:
+        """Hardware time: $/hour over the tokens/s this call achieved (see llm_eff.core.prices)."""
+        rate = usage.total_tokens / usage.latency_s if usage.latency_s else 0.0
+        return local_price(DEFAULT_HARDWARE_DOLLARS_PER_HOUR, rate).cost(usage)
+
+    def _encode(self, messages: list[dict[str, Any]]) -> list[int]:
+        chat = [
+            {"role": str(m.get("role")), "content": _text(m.get("content"))}
+            for m in messages
+            if isinstance(m, dict)
+        ]
+        if getattr(self.tokenizer, "chat_template", None):
+            encoded = self.tokenizer.apply_chat_template(
+                chat, add_generation_prompt=True, tokenize=True, return_dict=True
+            )
+            return list(encoded["input_ids"])
+        prompt = "\n".join(m["content"] for m in chat)
+        return list(self.tokenizer(prompt)["input_ids"])
+
+    async def _tokens(self, body: dict[str, Any]) -> AsyncIterator[tuple[str, int, int, str]]:
+        """(new text, prompt tokens, generated tokens, finish reason or "") as tokens arrive."""
+        ids = self._encode(body.get("messages") or [])
+        asked = [body.get(k) for k in ("max_tokens", "max_completion_tokens")]
+        limit = min([a for a in asked if isinstance(a, int)] + [self.cap])
+        stops = body.get("stop") or []
+        stops = [stops] if isinstance(stops, str) else [s for s in stops if isinstance(s, str)]
+        queue: asyncio.Queue = asyncio.Queue()
+        rid = f"proxy-{uuid.uuid4().hex}"
+        self.manager.register_result_handler(rid, queue.put_nowait)  # before the first token
+        self.manager.add_request(ids, request_id=rid, max_new_tokens=limit, streaming=True)
+        deadline = time.monotonic() + self.config.timeout_s
+        sent, finished = "", False
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    result = await asyncio.wait_for(queue.get(), max(remaining, 0.001))
+                except asyncio.TimeoutError:
+                    raise UpstreamError(f"{self.name}: timed out", 504) from None
+                if result.error:
+                    raise UpstreamError(f"{self.name}: {result.error}", 502)
+                tokens = result.generated_tokens
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+                reason = ""
+                cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+                if cut >= 0:
+                    text, reason = text[:cut], "stop"
+                elif result.is_finished():
+                    reason = "length" if len(tokens) >= limit else "stop"
+                if text.endswith("\ufffd") and not reason:
+                    continue  # half a character: wait for the rest
+                delta, sent = text[len(sent) :], text
+                yield delta, len(ids), len(tokens), reason
+                if reason:
+                    finished = result.is_finished()
+                    return
+        finally:
+            if not finished:  # the client left, a stop string, the timeout: stop decoding it
+                self.manager.cancel_request(rid)
+                with self.manager.output_router._lock:
+                    self.manager.output_router.result_handlers.pop(rid, None)
+
+    async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
+        """Generate the whole completion."""
+        start = time.perf_counter()
+        parts, prompt, generated, reason = [], 0, 0, "stop"
+        async for delta, prompt, generated, reason in self._tokens(body):  # noqa: B007
+            parts.append(delta)
+        usage = Usage(
+            prompt_tokens=prompt,
+            completion_tokens=generated,
+            latency_s=time.perf_counter() - start,
+            model=self.config.model,
+        )
+        return _reply(self.config.model, "".join(parts), reason or "stop", usage), usage
+
+    async def stream(self, body: dict[str, Any], out: Delivered) -> AsyncIterator[bytes]:
+        """SSE chunks as tokens are generated, then usage, then [DONE]."""
+        start = time.perf_counter()
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.config.model,
+        }
+        prompt = generated = 0
+        async for delta, prompt, generated, reason in self._tokens(body):  # noqa: B007
+            if delta:
+                out.texts.append(delta)
+            choice = {"index": 0, "delta": {"content": delta}, "finish_reason": reason or None}
+            yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n".encode()
+        usage = Usage(
+            prompt_tokens=prompt,
+            completion_tokens=generated,
+            latency_s=time.perf_counter() - start,
+            model=self.config.model,
+        )
+        out.usage = usage
+        counts = {
+            "prompt_tokens": prompt,
+            "completion_tokens": generated,
+            "total_tokens": prompt + generated,
+        }
+        yield f"data: {json.dumps({**base, 'choices': [], 'usage': counts})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        """Stop the batch manager's thread."""
+        await asyncio.to_thread(self.manager.stop, block=True)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _reply(model: str, text: str, reason: str, usage: Usage) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": reason,
+                "message": {"role": "assistant", "content": text},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+    }

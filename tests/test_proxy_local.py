@@ -1,0 +1,112 @@
+"""The local upstream as clients meet it through the proxy: tokens stream as they are
+generated, a short request is not stuck behind a long one (continuous batching), a client
+that hangs up stops the generation. A tiny random-weight Llama built in code, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from routers.proxy import create_app, parse_config
+
+from .proxy_support import serve_in_thread
+
+
+@pytest.fixture(scope="module")
+def local_proxy(tmp_path_factory):
+    db = tmp_path_factory.mktemp("local") / "spend.db"
+    config = parse_config(
+        {
+            "upstreams": {
+                "tiny": {"kind": "local", "model": "tiny-llama", "max_output_tokens": 2000}
+            },
+            "database_url": f"sqlite:///{db}",
+            "log_level": "warning",
+        }
+    )
+    app = create_app(config)
+    with serve_in_thread(app) as url:
+        yield url, app.proxy.upstreams["tiny"]
+
+
+def _chat(url: str, max_tokens: int, **extra) -> httpx.Response:
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], **extra}
+    return httpx.post(f"{url}/v1/chat/completions", json={**body, "max_tokens": max_tokens},
+                      timeout=60)  # fmt: skip
+
+
+def _latency(url: str) -> float:
+    started = time.perf_counter()
+    r = _chat(url, 1)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 1
+    return time.perf_counter() - started
+
+
+def _stream(url: str, max_tokens: int, on_chunk=None) -> tuple[list[float], int]:
+    """Arrival times of the content chunks of one streamed answer, and its token count."""
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": max_tokens, "stream": True}  # fmt: skip
+    arrivals, started, tokens = [], time.perf_counter(), 0
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {") and '"usage"' in line:
+                tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+            elif line.startswith("data: {") and '"content"' in line:
+                arrivals.append(time.perf_counter() - started)
+                if on_chunk is not None and on_chunk(len(arrivals)):
+                    break
+    return arrivals, tokens
+
+
+def test_short_request_is_not_stuck_behind_a_long_generation(local_proxy):
+    url, _ = local_proxy
+    solo = statistics.median(_latency(url) for _ in range(7))
+    long_done: list[list[float]] = []
+    runner = threading.Thread(target=lambda: long_done.append(_stream(url, 1500)))
+    runner.start()
+    time.sleep(0.5)  # the long generation is under way
+    during = statistics.median(_latency(url) for _ in range(7))
+    still_running = runner.is_alive()
+    runner.join()
+    assert still_running and long_done[0][1] == 1500
+    assert during <= 2 * solo + 0.005, (during, solo)  # + 5 ms of scheduler slack
+
+
+def test_tokens_stream_as_they_are_generated(local_proxy):
+    url, _ = local_proxy
+    arrivals, tokens = _stream(url, 120)
+    assert tokens == 120 and len(arrivals) >= 30  # a chunk per token (whole characters)
+    assert arrivals[0] < arrivals[-1] / 2, (arrivals[0], arrivals[-1])
+
+
+def test_a_client_that_hangs_up_stops_the_generation(local_proxy):
+    url, upstream = local_proxy
+    _stream(url, 1500, on_chunk=lambda n: n >= 5)  # read 5 chunks, then hang up
+    deadline = time.monotonic() + 2
+    while upstream.busy() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not upstream.busy()  # 1,500 tokens take seconds; cancelled, it is idle at once
+
+
+def test_lengths_are_capped_and_stop_strings_end_the_answer(local_proxy):
+    url, _ = local_proxy
+    r = _chat(url, 5000)  # above the upstream's cap of 2,000
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 2000
+    text = _chat(url, 50).json()["choices"][0]["message"]["content"]
+    stop = text[10:12]
+    cut = _chat(url, 50, stop=[stop]).json()["choices"][0]
+    assert cut["message"]["content"] == text[: text.find(stop)]
+    assert cut["finish_reason"] == "stop"
+
+
+def test_serve_local_listens_on_loopback_by_default(tmp_path: Path):
+    from .conftest import cli
+
+    helped = cli("serve", "--help")
+    assert helped.returncode == 0 and "127.0.0.1" in helped.stdout
