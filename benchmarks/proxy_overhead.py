@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/proxy_overhead.py [--concurrency 10 100 200] [--seconds 4]
         [--rounds 2] [--upstream-ms 20] [--litellm-bin /path/to/litellm] [--soak-seconds 300]
+        [--postgres-url postgresql://...]
 
 Starts, each in its own process: an OpenAI-compatible upstream that answers every request after
 `--upstream-ms` (JSON, or SSE with `--stream`), `llm-eff serve` in front of it, and, when
 `--litellm-bin` points at a LiteLLM proxy (`pip install 'litellm[proxy]'`), the LiteLLM proxy
 in front of the same upstream. Then, for each concurrency level, rounds of fixed-length bursts
-interleave the targets: direct, llm-eff pass-through, llm-eff with the rule router, LiteLLM.
+interleave the targets: direct, llm-eff pass-through, llm-eff with the rule router, llm-eff
+with a budgeted key (SQLite; PostgreSQL too with `--postgres-url`), LiteLLM.
 It prints requests/s and latency p50/p95/p99 per target, and the added latency: each target's
 percentile minus the direct percentile of the same round set; for llm-eff also the proxy's own
 per-request overhead header. `--soak-seconds` runs a steady load through llm-eff and prints the
@@ -156,6 +158,19 @@ async def burst(
     return latencies, overheads, errors
 
 
+def budgeted_key(db_url: str) -> dict[str, str]:
+    """Authorization headers of a new key with a $1,000,000 budget in the proxy's database."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from routers.proxy.store import Database, KeyStore
+
+    db = Database(db_url)
+    try:
+        key, _ = KeyStore(db).create("bench", 1_000_000.0)
+    finally:
+        db.close()
+    return {"Authorization": f"Bearer {key}"}
+
+
 def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     """A server process in its own session."""
     return subprocess.Popen(
@@ -171,6 +186,9 @@ def main() -> None:
     """Run the benchmark and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 100, 200])
+    parser.add_argument(
+        "--postgres-url", help="also run llm-eff on this PostgreSQL with a budgeted key"
+    )
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--upstream-ms", type=float, default=20.0)
@@ -213,15 +231,35 @@ def main() -> None:
             f"database_url: 'sqlite:///{tmp / 'spend.db'}'\n"
         )
         exe = str(Path(sys.executable).with_name("llm-eff"))
+        # a budgeted key (large enough never to run out): its requests reserve and settle in
+        # the ledger, one committed transaction each
+        budgeted = budgeted_key(f"sqlite:///{tmp / 'spend.db'}")
         procs.append(start([exe, "serve", "--config", str(cfg), "--port", str(proxy_port)]))
         proxy = procs[-1]
         wait_up(f"http://127.0.0.1:{up_port}/", procs[0])
         wait_up(f"http://127.0.0.1:{proxy_port}/health", proxy)
+        proxy_url = f"http://127.0.0.1:{proxy_port}/v1"
         targets = [
             ("direct", upstream, "m", {}),
-            ("llm-eff pass-through", f"http://127.0.0.1:{proxy_port}/v1", "up", {}),
-            ("llm-eff rule router", f"http://127.0.0.1:{proxy_port}/v1", "router-rules-0.5", {}),
+            ("llm-eff pass-through", proxy_url, "up", {}),
+            ("llm-eff rule router", proxy_url, "router-rules-0.5", {}),
+            ("llm-eff budgeted key, SQLite", proxy_url, "up", budgeted),
         ]
+        if args.postgres_url:
+            pg_port = free_port()
+            pg_cfg = tmp / "proxy-pg.yaml"
+            pg_cfg.write_text(
+                cfg.read_text().replace(
+                    f"database_url: 'sqlite:///{tmp / 'spend.db'}'",
+                    f"database_url: '{args.postgres_url}'",
+                )
+            )
+            pg_key = budgeted_key(args.postgres_url)
+            procs.append(start([exe, "serve", "--config", str(pg_cfg), "--port", str(pg_port)]))
+            wait_up(f"http://127.0.0.1:{pg_port}/health", procs[-1])
+            targets.append(
+                ("llm-eff budgeted key, PostgreSQL", f"http://127.0.0.1:{pg_port}/v1", "up", pg_key)
+            )
         if args.litellm_bin:
             lite_port = free_port()
             (tmp / "litellm.yaml").write_text(

@@ -210,3 +210,51 @@ def test_half_sent_headers_are_cut_and_the_connection_limit_answers_json_503(tmp
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=20)
+
+
+def test_idle_connections_past_the_default_open_file_limit_do_not_starve_requests(tmp_path):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"the open-file hard limit ({hard}) leaves no room above 1,024")
+    if soft < 1300:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))  # this test's side
+    with serve_in_thread(hostile_upstream()) as upstream:
+        config = _write_config(tmp_path / "proxy.yaml", upstream, f"sqlite:///{tmp_path / 's.db'}")
+        port = free_port()
+        exe = Path(sys.executable).with_name("llm-eff")
+
+        def low_limit() -> None:  # the proxy starts where many distributions start: 1,024
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--config", str(config), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=low_limit,
+        )
+        url = f"http://127.0.0.1:{port}"
+        idle: list[socket.socket] = []
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    httpx.get(f"{url}/health", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    assert time.monotonic() < deadline and proc.poll() is None
+                    time.sleep(0.2)
+            idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(1100)]
+            time.sleep(0.5)
+            statuses = [
+                httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=10).status_code
+                for _ in range(5)
+            ]
+            assert statuses == [200] * 5
+        finally:
+            for sock in idle:
+                sock.close()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+        assert b"open-file limit" in proc.stderr.read()

@@ -12,7 +12,7 @@ routers:
   rules: {kind: rules, strong: gpt4o-mini, weak: local}
   random: {kind: random, strong: gpt4o-mini, weak: local}
 auth: {admin_key_env: LLM_EFF_ADMIN_KEY, require_keys: true, allow_anonymous: false}
-database_url: sqlite:///proxy-spend.db     # or postgresql://user@host/db
+database_url: sqlite:///runs/proxy-spend.db   # the default; or postgresql://user@host/db
 max_body_bytes: 1000000                    # client request bodies
 max_upstream_body_bytes: 16000000          # upstream answers (a stream: all its bytes)
 default_max_tokens: 4096                   # output cap sent upstream when a request has none
@@ -94,7 +94,7 @@ class ProxyConfig(_Strict):
     upstreams: dict[str, UpstreamConfig]
     routers: dict[str, RouterConfig] = Field(default_factory=dict)
     auth: AuthConfig = Field(default_factory=AuthConfig)
-    database_url: str = "sqlite:///proxy-spend.db"
+    database_url: str = "sqlite:///runs/proxy-spend.db"
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_upstream_body_bytes: int = Field(16_000_000, ge=1024)
     default_max_tokens: int = Field(4096, ge=1)
