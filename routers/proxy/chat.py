@@ -153,7 +153,7 @@ async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> Non
     watcher = asyncio.ensure_future(_until_disconnect(receive))
     try:
         await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if not work.done():  # the client left: stop the upstream call
+        if not work.done() and not call.completed:  # the client left: stop the upstream call
             call.status, call.error = 499, "client disconnected"
             work.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -200,6 +200,7 @@ class Call:
         self.status, self.error = 502, None
         self.overhead = 0.0
         self.answered = False  # response headers sent
+        self.completed = False  # the whole response sent
         self.finished = False
 
     async def finish(self) -> None:
@@ -281,6 +282,7 @@ class Call:
             payload,
             _route_headers(candidate.name, self.decision, self.overhead, self.request_id),
         )
+        self.completed = True
 
     async def stream(self, chain: list[Upstream], send: Any) -> None:
         """SSE: fall back until the first chunk arrives, then relay; cut streams end with an
@@ -334,4 +336,5 @@ class Call:
         except OSError as exc:  # the client went away
             self.status, self.error = 499, f"client disconnected: {exc}"
             return
+        self.completed = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
