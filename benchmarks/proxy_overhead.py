@@ -229,6 +229,8 @@ def main() -> None:
             " completion_per_m: 10.0}\n"
             "routers:\n  rules: {kind: rules, strong: up2, weak: up}\n"
             f"database_url: 'sqlite:///{tmp / 'spend.db'}'\n"
+            # keyless pass-through next to the budgeted key
+            "auth: {allow_anonymous: true}\n"
         )
         exe = str(Path(sys.executable).with_name("llm-eff"))
         # a budgeted key (large enough never to run out): its requests reserve and settle in

@@ -44,6 +44,7 @@ from routers.proxy.store import (
     Database,
     KeyRecord,
     KeyStore,
+    LedgerWriter,
     SpendLog,
     find_key,
 )
@@ -148,6 +149,7 @@ class Proxy:
         self.db = Database(config.database_url)
         self.keys = KeyStore(self.db)
         self.ledger = BudgetLedger(self.db)
+        self.ledger_writer = LedgerWriter(self.ledger)
         self.spend = SpendLog(self.db, config.flush_interval_s)
         self.metrics = Metrics()
         for upstream in self.upstreams.values():
@@ -294,9 +296,7 @@ class Proxy:
         if record.budget_usd is not None:
             dollars = max(u.worst_cost(worst) for u in chain)
             lease = sum(u.lease_s() for u in chain) + self.config.body_timeout_s + LEASE_MARGIN_S
-            rid = await asyncio.to_thread(
-                self.ledger.reserve, record.id, record.budget_usd, dollars, lease
-            )
+            rid = await self.ledger_writer.reserve(record.id, record.budget_usd, dollars, lease)
             if rid is None:
                 raise ProxyError(
                     429, "budget exhausted for this key", "insufficient_quota", "insufficient_quota"
@@ -332,7 +332,7 @@ class Proxy:
         }
         if admission.reservation is not None:
             try:
-                await asyncio.to_thread(self.ledger.settle, admission.reservation, row)
+                await self.ledger_writer.settle(admission.reservation, row)
             except Exception:  # noqa: BLE001 - the sweep charges the full reservation later
                 log.exception("request %s: settlement failed", call.request_id)
         else:
@@ -381,6 +381,7 @@ class Proxy:
 
     async def close(self) -> None:
         """Flush the spend log and close connections (graceful shutdown)."""
+        self.ledger_writer.close()
         self.spend.close()
         for upstream in self.upstreams.values():
             await upstream.aclose()

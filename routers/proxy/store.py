@@ -10,6 +10,7 @@ row) is its own committed transaction, so a budget holds across crashes and repl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import math
@@ -288,57 +289,63 @@ class BudgetLedger:
 
     def reserve(self, key_id: str, budget_usd: float, dollars: float, lease_s: float) -> str | None:
         """Reserve `dollars` of the key's budget; the reservation id, or None if it won't fit."""
-        amount, budget = to_nano(dollars, up=True), to_nano(budget_usd)
-        rid = secrets.token_hex(8)
         with self.db.transaction() as cur:
-            self._open(cur, key_id)
-            cur.execute(
-                self.db._sql(
-                    "UPDATE key_budgets SET reserved = reserved + ? "
-                    "WHERE key_id = ? AND spent + reserved + ? <= ?"
-                ),
-                (amount, key_id, amount, budget),
-            )
-            if cur.rowcount != 1:
-                return None
-            cur.execute(
-                self.db._sql(
-                    "INSERT INTO reservations (id, key_id, amount, expires, swept) "
-                    "VALUES (?, ?, ?, ?, 0)"
-                ),
-                (rid, key_id, amount, time.time() + lease_s),
-            )
-        return rid
+            return self._reserve(cur, key_id, budget_usd, dollars, lease_s)
 
     def settle(self, rid: str, row: dict[str, Any]) -> None:
         """Replace reservation `rid` by the row's real cost and write the row, atomically."""
-        actual = to_nano(float(row["cost"]))
         with self.db.transaction() as cur:
+            self._settle(cur, rid, row)
+
+    def _reserve(
+        self, cur: Any, key_id: str, budget_usd: float, dollars: float, lease_s: float
+    ) -> str | None:
+        amount, budget = to_nano(dollars, up=True), to_nano(budget_usd)
+        rid = secrets.token_hex(8)
+        self._open(cur, key_id)
+        cur.execute(
+            self.db._sql(
+                "UPDATE key_budgets SET reserved = reserved + ? "
+                "WHERE key_id = ? AND spent + reserved + ? <= ?"
+            ),
+            (amount, key_id, amount, budget),
+        )
+        if cur.rowcount != 1:
+            return None
+        cur.execute(
+            self.db._sql(
+                "INSERT INTO reservations (id, key_id, amount, expires, swept) "
+                "VALUES (?, ?, ?, ?, 0)"
+            ),
+            (rid, key_id, amount, time.time() + lease_s),
+        )
+        return rid
+
+    def _settle(self, cur: Any, rid: str, row: dict[str, Any]) -> None:
+        actual = to_nano(float(row["cost"]))
+        cur.execute(
+            self.db._sql("DELETE FROM reservations WHERE id = ? RETURNING key_id, amount, swept"),
+            (rid,),
+        )
+        found = cur.fetchone()
+        if found is None:
+            return  # settled already
+        key_id, amount, swept = found
+        if swept:  # charged in full by a sweep: correct that charge
+            cur.execute(
+                self.db._sql("UPDATE key_budgets SET spent = spent - ? + ? WHERE key_id = ?"),
+                (amount, actual, key_id),
+            )
+            _insert_rows(cur, self.db, [_correction(row, key_id, amount)])
+        else:
             cur.execute(
                 self.db._sql(
-                    "DELETE FROM reservations WHERE id = ? RETURNING key_id, amount, swept"
+                    "UPDATE key_budgets SET reserved = reserved - ?, spent = spent + ? "
+                    "WHERE key_id = ?"
                 ),
-                (rid,),
+                (amount, actual, key_id),
             )
-            found = cur.fetchone()
-            if found is None:
-                return  # settled already
-            key_id, amount, swept = found
-            if swept:  # charged in full by a sweep: correct that charge
-                cur.execute(
-                    self.db._sql("UPDATE key_budgets SET spent = spent - ? + ? WHERE key_id = ?"),
-                    (amount, actual, key_id),
-                )
-                _insert_rows(cur, self.db, [_correction(row, key_id, amount)])
-            else:
-                cur.execute(
-                    self.db._sql(
-                        "UPDATE key_budgets SET reserved = reserved - ?, spent = spent + ? "
-                        "WHERE key_id = ?"
-                    ),
-                    (amount, actual, key_id),
-                )
-            _insert_rows(cur, self.db, [tuple(row.get(c) for c in SPEND_COLUMNS)])
+        _insert_rows(cur, self.db, [tuple(row.get(c) for c in SPEND_COLUMNS)])
 
     def sweep(self, now: float | None = None) -> int:
         """Charge every reservation past its lease at its full amount; returns how many."""
@@ -375,6 +382,84 @@ class BudgetLedger:
                 )
             _insert_rows(cur, self.db, rows)
         return len(expired)
+
+
+class LedgerWriter:
+    """Group commit for the ledger: reservations and settlements queued by the request
+    handlers are applied by one thread, as many as are waiting in one transaction, and each
+    caller's future resolves after that transaction commits. A reservation is therefore
+    durable before its upstream call starts, at one commit per batch instead of one per
+    request (SQLite allows one writer at a time in any case)."""
+
+    MAX_BATCH = 512
+
+    def __init__(self, ledger: BudgetLedger) -> None:
+        self.ledger = ledger
+        self.queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="budget-ledger", daemon=True)
+        self._thread.start()
+
+    def reserve(
+        self, key_id: str, budget_usd: float, dollars: float, lease_s: float
+    ) -> asyncio.Future:
+        """A future of the reservation id (None: it does not fit), resolved once committed."""
+        return self._submit("reserve", (key_id, budget_usd, dollars, lease_s))
+
+    def settle(self, rid: str, row: dict[str, Any]) -> asyncio.Future:
+        """A future resolved once the settlement and its spend row are committed."""
+        return self._submit("settle", (rid, row))
+
+    def _submit(self, op: str, args: tuple) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.put((op, args, future, loop))
+        return future
+
+    def _apply(self, cur: Any, op: str, args: tuple) -> Any:
+        return (self.ledger._reserve if op == "reserve" else self.ledger._settle)(cur, *args)
+
+    def _run(self) -> None:
+        while True:
+            first = self.queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            try:
+                with self.ledger.db.transaction() as cur:
+                    results = [(item, self._apply(cur, item[0], item[1]), None) for item in batch]
+            except Exception:  # noqa: BLE001 - one bad operation: apply them one by one
+                results = []
+                for item in batch:
+                    try:
+                        with self.ledger.db.transaction() as cur:
+                            results.append((item, self._apply(cur, item[0], item[1]), None))
+                    except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                        results.append((item, None, exc))
+            for (_, _, future, loop), value, error in results:
+                loop.call_soon_threadsafe(_resolve, future, value, error)
+
+    def close(self) -> None:
+        """Apply what is queued, then stop the thread."""
+        self.queue.put(None)
+        self._thread.join(timeout=10)
+
+
+def _resolve(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 def _row_tuple(**fields: Any) -> tuple:
