@@ -72,23 +72,27 @@ async def read_body(scope: dict, receive: Any, limit: int, timeout_s: float) -> 
             if declared > limit:
                 raise ProxyError(413, f"request body over {limit} bytes", code="body_too_large")
     chunks, size = [], 0
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
-        except asyncio.TimeoutError:
-            raise ProxyError(
-                408, f"request body not received within {timeout_s:g} s", code="timeout"
-            ) from None
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ProxyError(413, f"request body over {limit} bytes", code="body_too_large")
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+    try:
+        # asyncio.timeout arms a timer and never yields by itself: a body that is already
+        # here costs no trip through the event loop
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise ProxyError(
+                        413, f"request body over {limit} bytes", code="body_too_large"
+                    )
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise ProxyError(
+            408, f"request body not received within {timeout_s:g} s", code="timeout"
+        ) from None
 
 
 class ClientGone(Exception):
@@ -111,9 +115,13 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return validate_chat(data)
 
 
-async def _until_disconnect(receive: Any) -> None:
+async def _hang_up_watch(receive: Any, task: asyncio.Task, call: Call) -> None:
+    """Cancel the request's task if its client disconnects before the answer is complete."""
     while (await receive())["type"] != "http.disconnect":
         pass
+    if not call.completed:
+        call.status, call.error, call.client_gone = 499, "client disconnected", True
+        task.cancel()
 
 
 async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> None:
@@ -149,15 +157,14 @@ async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> Non
     call = Call(proxy, body, forward, record, decision, router_name, admission, started)
     call.request_id = request_id
     run = call.stream if body.get("stream") else call.complete
-    work = asyncio.ensure_future(run(chain, send))
-    watcher = asyncio.ensure_future(_until_disconnect(receive))
+    task = asyncio.current_task()
+    watcher = asyncio.ensure_future(_hang_up_watch(receive, task, call))
     try:
-        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if not work.done() and not call.completed:  # the client left: stop the upstream call
-            call.status, call.error = 499, "client disconnected"
-            work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
+        await run(chain, send)  # in this task: no extra trip through a busy event loop
+    except asyncio.CancelledError:
+        if not call.client_gone:
+            raise  # the server is shutting down
+        task.uncancel()  # the hang-up was handled here
     except Exception:  # noqa: BLE001
         log.exception("request %s: unexpected error", request_id)
         call.status, call.error = 500, call.error or "internal error"
@@ -166,7 +173,9 @@ async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> Non
                 await send_error(send, internal_error(request_id), request_id)
     finally:
         watcher.cancel()
-        await asyncio.shield(call.finish())
+        # not shielded (a task per request): a shutdown that interrupts it leaves the
+        # reservation to the sweep, which charges it in full
+        await call.finish()
 
 
 def internal_error(request_id: str) -> ProxyError:
@@ -201,6 +210,7 @@ class Call:
         self.overhead = 0.0
         self.answered = False  # response headers sent
         self.completed = False  # the whole response sent
+        self.client_gone = False
         self.finished = False
 
     async def finish(self) -> None:
