@@ -149,7 +149,7 @@ class Proxy:
         self.db = Database(config.database_url)
         self.keys = KeyStore(self.db)
         self.ledger = BudgetLedger(self.db)
-        self.ledger_writer = LedgerWriter(self.ledger)
+        self.ledger_writer = LedgerWriter(self.ledger, on_loop=self.db.is_sqlite)
         self.spend = SpendLog(self.db, config.flush_interval_s)
         self.metrics = Metrics()
         for upstream in self.upstreams.values():

@@ -384,20 +384,34 @@ class BudgetLedger:
         return len(expired)
 
 
+BATCH_AFTER_S = 0.0005  # a ledger commit this soon after the last one waits to share a batch
+
+
 class LedgerWriter:
     """Group commit for the ledger: reservations and settlements queued by the request
-    handlers are applied by one thread, as many as are waiting in one transaction, and each
-    caller's future resolves after that transaction commits. A reservation is therefore
-    durable before its upstream call starts, at one commit per batch instead of one per
-    request (SQLite allows one writer at a time in any case)."""
+    handlers are applied, as many as are waiting, in one transaction, and each caller's future
+    resolves after that transaction commits. A reservation is therefore durable before its
+    upstream call starts, at one commit per batch instead of one per request.
+
+    SQLite (`on_loop=True`): on the event loop, at once when the last commit is more than
+    `BATCH_AFTER_S` old, else at the loop's next turn with whatever else arrived; its local
+    commits take tens of microseconds, and a thread would wait for the interpreter lock each
+    time SQLite hands it back. PostgreSQL: one writer thread, so network round trips never
+    block the event loop.
+    """
 
     MAX_BATCH = 512
 
-    def __init__(self, ledger: BudgetLedger) -> None:
+    def __init__(self, ledger: BudgetLedger, on_loop: bool = False) -> None:
         self.ledger = ledger
+        self.on_loop = on_loop
+        self.pending: list[tuple] = []
+        self._last_flush = 0.0
         self.queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="budget-ledger", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if not on_loop:
+            self._thread = threading.Thread(target=self._run, name="budget-ledger", daemon=True)
+            self._thread.start()
 
     def reserve(
         self, key_id: str, budget_usd: float, dollars: float, lease_s: float
@@ -412,11 +426,39 @@ class LedgerWriter:
     def _submit(self, op: str, args: tuple) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.queue.put((op, args, future, loop))
+        if self.on_loop:
+            self.pending.append((op, args, future, loop))
+            if len(self.pending) == 1:
+                if time.perf_counter() - self._last_flush > BATCH_AFTER_S:
+                    self._flush_on_loop()  # quiet: commit now, no wait for the loop's turn
+                else:
+                    loop.call_soon(self._flush_on_loop)  # busy: gather this turn's operations
+        else:
+            self.queue.put((op, args, future, loop))
         return future
+
+    def _flush_on_loop(self) -> None:
+        batch, self.pending = self.pending, []
+        self._last_flush = time.perf_counter()
+        for (_, _, future, _), value, error in self._apply_batch(batch):
+            _resolve(future, value, error)
 
     def _apply(self, cur: Any, op: str, args: tuple) -> Any:
         return (self.ledger._reserve if op == "reserve" else self.ledger._settle)(cur, *args)
+
+    def _apply_batch(self, batch: list[tuple]) -> list[tuple]:
+        try:
+            with self.ledger.db.transaction() as cur:
+                return [(item, self._apply(cur, item[0], item[1]), None) for item in batch]
+        except Exception:  # noqa: BLE001 - one bad operation: apply them one by one
+            results = []
+            for item in batch:
+                try:
+                    with self.ledger.db.transaction() as cur:
+                        results.append((item, self._apply(cur, item[0], item[1]), None))
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                    results.append((item, None, exc))
+            return results
 
     def _run(self) -> None:
         while True:
@@ -433,24 +475,16 @@ class LedgerWriter:
                     self.queue.put(None)  # stop after this batch
                     break
                 batch.append(item)
-            try:
-                with self.ledger.db.transaction() as cur:
-                    results = [(item, self._apply(cur, item[0], item[1]), None) for item in batch]
-            except Exception:  # noqa: BLE001 - one bad operation: apply them one by one
-                results = []
-                for item in batch:
-                    try:
-                        with self.ledger.db.transaction() as cur:
-                            results.append((item, self._apply(cur, item[0], item[1]), None))
-                    except Exception as exc:  # noqa: BLE001 - handed to the waiting request
-                        results.append((item, None, exc))
-            for (_, _, future, loop), value, error in results:
+            for (_, _, future, loop), value, error in self._apply_batch(batch):
                 loop.call_soon_threadsafe(_resolve, future, value, error)
 
     def close(self) -> None:
         """Apply what is queued, then stop the thread."""
-        self.queue.put(None)
-        self._thread.join(timeout=10)
+        if self.pending:
+            self._flush_on_loop()
+        if self._thread is not None:
+            self.queue.put(None)
+            self._thread.join(timeout=10)
 
 
 def _resolve(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
