@@ -258,3 +258,34 @@ def test_idle_connections_past_the_default_open_file_limit_do_not_starve_request
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=20)
         assert b"open-file limit" in proc.stderr.read()
+
+
+def test_hang_up_cancels_the_upstream_under_llm_eff_serve(tmp_path: Path):
+    """`serve`'s protocol tells the handler of a disconnect itself (no watcher task)."""
+    app = hostile_upstream()
+    with serve_in_thread(app) as upstream:
+        config = _write_config(tmp_path / "proxy.yaml", upstream, f"sqlite:///{tmp_path / 's.db'}")
+        text = config.read_text().replace("/honest/v1", "/slow/v1")
+        config.write_text(text)
+        proc, url = _start(config)
+        try:
+            body = {**CHAT, "max_tokens": 900, "stream": True}
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=10) as r:
+                received = 0
+                for line in r.iter_lines():
+                    received += line.startswith("data:")
+                    if received >= 5:
+                        break
+            hung_up = time.monotonic()
+            while not app.state.cancelled and time.monotonic() < hung_up + 5:
+                time.sleep(0.05)
+            assert app.state.cancelled and app.state.cancelled[-1][1] - hung_up < 2
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+    rows = (
+        sqlite3.connect(tmp_path / "s.db")
+        .execute("SELECT status, completion_tokens, usage_source FROM spend_log")
+        .fetchall()
+    )
+    assert rows == [(499, rows[0][1], "proxy-count")] and rows[0][1] >= 5

@@ -115,13 +115,18 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return validate_chat(data)
 
 
-async def _hang_up_watch(receive: Any, task: asyncio.Task, call: Call) -> None:
-    """Cancel the request's task if its client disconnects before the answer is complete."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+def _hung_up(task: asyncio.Task, call: Call) -> None:
+    """The client disconnected: cancel the request's task unless its answer is complete."""
     if not call.completed:
         call.status, call.error, call.client_gone = 499, "client disconnected", True
         task.cancel()
+
+
+async def _hang_up_watch(receive: Any, task: asyncio.Task, call: Call) -> None:
+    """Wait for the client's disconnect on `receive` (servers without the hook)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    _hung_up(task, call)
 
 
 async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> None:
@@ -158,7 +163,12 @@ async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> Non
     call.request_id = request_id
     run = call.stream if body.get("stream") else call.complete
     task = asyncio.current_task()
-    watcher = asyncio.ensure_future(_hang_up_watch(receive, task, call))
+    cycle = getattr(receive, "__self__", None)  # uvicorn's request cycle
+    watcher = None
+    if getattr(cycle, "llm_eff_hooks", False):  # `llm-eff serve`: told of a disconnect
+        cycle.llm_eff_on_disconnect = lambda: _hung_up(task, call)
+    else:  # another server: watch `receive` for the disconnect
+        watcher = asyncio.ensure_future(_hang_up_watch(receive, task, call))
     try:
         await run(chain, send)  # in this task: no extra trip through a busy event loop
     except asyncio.CancelledError:
@@ -172,7 +182,10 @@ async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> Non
             with contextlib.suppress(Exception):
                 await send_error(send, internal_error(request_id), request_id)
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
+        else:
+            cycle.llm_eff_on_disconnect = None
         # not shielded (a task per request): a shutdown that interrupts it leaves the
         # reservation to the sweep, which charges it in full
         await call.finish()
@@ -271,6 +284,7 @@ class Call:
         await send_error(
             send, ProxyError(last.status, str(last), "upstream_error", code), self.request_id
         )
+        self.completed = True
 
     async def complete(self, chain: list[Upstream], send: Any) -> None:
         """Non-streaming: the first success along the chain, else the last error."""

@@ -57,7 +57,8 @@ def raise_open_file_limit() -> int:
 
 
 def _protocol(header_timeout_s: float) -> type:
-    """uvicorn's httptools protocol with a deadline on request headers."""
+    """uvicorn's httptools protocol with a deadline on request headers, which tells the chat
+    handler of a client's disconnect directly."""
     from uvicorn.protocols.http import httptools_impl
 
     httptools_impl.service_unavailable = _json_unavailable  # JSON 503 past the limit
@@ -90,10 +91,16 @@ def _protocol(header_timeout_s: float) -> type:
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+            if self.cycle is not None:
+                self.cycle.llm_eff_hooks = True  # the handler may leave a disconnect hook
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            cycle = self.cycle
             super().connection_lost(exc)
+            hook = getattr(cycle, "llm_eff_on_disconnect", None)
+            if hook is not None:
+                hook()  # cancels the request's upstream call (no watcher task per request)
 
     return TimedHeaders
 
