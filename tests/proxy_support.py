@@ -103,7 +103,13 @@ def serve_in_thread(app, port: int | None = None):
     port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,  # tests leave stalled streams behind
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -24,7 +24,7 @@ def local_proxy(tmp_path_factory):
     config = parse_config(
         {
             "upstreams": {
-                "tiny": {"kind": "local", "model": "tiny-llama", "max_output_tokens": 2000}
+                "tiny": {"kind": "local", "model": "tiny-llama", "max_output_tokens": 1500}
             },
             "database_url": f"sqlite:///{db}",
             "log_level": "warning",
@@ -96,8 +96,8 @@ def test_a_client_that_hangs_up_stops_the_generation(local_proxy):
 
 def test_lengths_are_capped_and_stop_strings_end_the_answer(local_proxy):
     url, _ = local_proxy
-    r = _chat(url, 5000)  # above the upstream's cap of 2,000
-    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 2000
+    r = _chat(url, 5000)  # above the upstream's cap of 1,500
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 1500
     text = _chat(url, 50).json()["choices"][0]["message"]["content"]
     stop = text[10:12]
     cut = _chat(url, 50, stop=[stop]).json()["choices"][0]
@@ -110,3 +110,20 @@ def test_serve_local_listens_on_loopback_by_default(tmp_path: Path):
 
     helped = cli("serve", "--help")
     assert helped.returncode == 0 and "127.0.0.1" in helped.stdout
+
+
+def test_the_official_client_gets_chat_and_stream_with_usage(local_proxy):
+    import openai
+
+    url, _ = local_proxy
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    messages = [{"role": "user", "content": "hello"}]
+    reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=5)
+    assert isinstance(reply.choices[0].message.content, str)
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens == 5
+    chunks = list(
+        client.chat.completions.create(model="tiny", messages=messages, max_tokens=5, stream=True)
+    )
+    assert chunks[-1].usage.completion_tokens == 5
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == reply.choices[0].message.content  # greedy: the same answer both ways

@@ -69,12 +69,13 @@ def _config(url: str, db_url: str, **extra) -> dict:
     }
 
 
-@pytest.fixture(params=["sqlite"] + (["postgres"] if PG_URL else []))
+@pytest.fixture
 def proxy(request, hostile, tmp_path: Path, monkeypatch):
+    """The proxy on SQLite, or on PostgreSQL for tests parametrized with `backend`."""
     monkeypatch.setenv("LLM_EFF_MONEY_ADMIN", ADMIN)
     url, app = hostile
     db_url = f"sqlite:///{tmp_path / 'spend.db'}"
-    if request.param == "postgres":
+    if getattr(request, "param", "sqlite") == "postgres":
         db_url = fresh_database(PG_URL)
     with serve_in_thread(create_app(parse_config(_config(url, db_url)))) as proxy_url:
         yield proxy_url, db_url, app
@@ -125,6 +126,7 @@ def _until_refused(client: openai.OpenAI, limit: int = 200, **kwargs) -> int:
     raise AssertionError("never refused")
 
 
+@pytest.mark.parametrize("proxy", ["sqlite"] + (["postgres"] if PG_URL else []), indirect=True)
 def test_no_max_tokens_the_proxy_sets_the_cap_and_the_budget_holds(proxy):
     url, db_url, app = proxy
     client = _client(url, _key(url, budget=1.0))
@@ -138,6 +140,7 @@ def test_no_max_tokens_the_proxy_sets_the_cap_and_the_budget_holds(proxy):
     assert spent["log"] == pytest.approx(spent["ledger"])
 
 
+@pytest.mark.parametrize("proxy", ["sqlite"] + (["postgres"] if PG_URL else []), indirect=True)
 def test_n_and_both_caps_are_reserved(proxy):
     url, db_url, _ = proxy
     client = _client(url, _key(url, budget=1.0))
@@ -169,7 +172,10 @@ def test_missing_or_forged_usage_is_billed_by_counting(proxy, mode: str, stream:
             served += 1
         except openai.RateLimitError:
             break
-    rows = [r for r in _rows(db_url) if r[1] == 200]
+    deadline = time.monotonic() + 5  # each row is written as its answer settles, just after
+    while len(rows := [r for r in _rows(db_url) if r[1] == 200]) < served:
+        assert time.monotonic() < deadline, (served, rows)
+        time.sleep(0.05)
     assert served == len(rows) and 5 <= served < 100  # billed, so the budget ran out
     assert all(r[4] == "proxy-count" and r[2] > 0 and r[3] > 0 for r in rows), rows
     assert _spent(db_url)["ledger"] <= 1.0 + 1e-9
@@ -209,6 +215,7 @@ def test_no_reservation_leaks_after_upstream_failures(proxy):
     assert _spent(db_url)["ledger"] == pytest.approx(0.2)
 
 
+@pytest.mark.parametrize("proxy", ["sqlite"] + (["postgres"] if PG_URL else []), indirect=True)
 def test_client_hangup_cancels_upstream_and_bills_what_was_delivered(proxy, hostile):
     url, db_url, _ = proxy
     _, upstream_app = hostile
@@ -324,6 +331,7 @@ def test_bad_admin_and_request_bodies_get_json_4xx(proxy):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("proxy", ["sqlite"] + (["postgres"] if PG_URL else []), indirect=True)
 def test_concurrent_budgeted_requests_never_overspend(proxy):
     url, db_url, _ = proxy
     client = _client(url, _key(url, budget=1.0))

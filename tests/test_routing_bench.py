@@ -130,6 +130,7 @@ def loaded_knn_score(tmp_path: Path, prompt: str) -> float:
     return load_router(tmp_path / "knn").score(prompt)
 
 
+@pytest.mark.slow  # a minute: two whole benches (the parts are tested above, in-process)
 def test_route_bench_command_on_real_outcomes(tmp_path: Path):
     """`llm-eff route bench` on four real RouteLLM MMLU subjects (two held out)."""
     from .conftest import SHARED_DATA, cli

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -155,9 +156,10 @@ class Proxy:
         for upstream in self.upstreams.values():
             upstream.max_output()  # LiteLLM's model info: read now, not on a request
         if any(u.config.kind != "local" for u in self.upstreams.values()):
-            # LiteLLM's token counter bills answers that come without usage: import it at
-            # start (seconds), not when the first such answer arrives
-            warm_counter()
+            # LiteLLM's token counter bills answers that come without usage: its import takes
+            # seconds, so it starts now, beside serving (counting runs in a worker thread,
+            # so an early answer without usage waits for it there, not on the event loop)
+            threading.Thread(target=warm_counter, name="import-litellm", daemon=True).start()
         self.records: dict[str, KeyRecord] = {}
         self.usage: dict[str, KeyUsage] = {}
         self.reload_keys()

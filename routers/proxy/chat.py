@@ -83,9 +83,7 @@ async def read_body(scope: dict, receive: Any, limit: int, timeout_s: float) -> 
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    raise ProxyError(
-                        413, f"request body over {limit} bytes", code="body_too_large"
-                    )
+                    raise ProxyError(413, f"request body over {limit} bytes", code="body_too_large")
                 chunks.append(chunk)
                 if not message.get("more_body"):
                     return b"".join(chunks)

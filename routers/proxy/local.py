@@ -1,11 +1,12 @@
 """A local transformers model as a proxy upstream, served by transformers' continuous batching.
 
 Requests that arrive while others decode join the running batch at the next step, so a short
-request is not stuck behind a long one; tokens stream to the client as they are generated;
-each request's output is capped (`max_output_tokens`, else the proxy's default) and its time
-too (`timeout_s`); a request whose client has gone is cancelled in the batch, so the model
-stops generating for it. Decoding is greedy (the batch manager's generation config);
-`stop` strings end a completion where they first appear.
+request is not stuck behind a long one; tokens stream to the client as they are generated.
+Each request's output is capped (`max_output_tokens`, default 512), its time too
+(`timeout_s`) and its prompt to PROMPT_TOKENS; the KV cache holds `max_concurrency` such
+requests. A request whose client has gone is cancelled in the batch, so the model stops
+generating for it. Decoding is greedy (the batch manager's generation config); `stop`
+strings end a completion where they first appear.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from routers.proxy.config import UpstreamConfig
 from routers.proxy.upstreams import Upstream, UpstreamError
 
 DEFAULT_LOCAL_MAX_TOKENS = 512
+PROMPT_TOKENS = 2048  # the longest prompt a local upstream accepts
+PAGE_SIZE = 256
 
 
 class LocalUpstream(Upstream):
@@ -38,13 +41,24 @@ class LocalUpstream(Upstream):
 
             model, tokenizer = load_local(parse_model(config.model))
         from transformers import GenerationConfig
+        from transformers.generation import ContinuousBatchingConfig
 
         self.model, self.tokenizer = model.eval(), tokenizer
         eos = tokenizer.eos_token_id
+        # the KV cache is sized for `max_concurrency` requests of the longest allowed context,
+        # not (transformers' default) for most of the machine's free memory
+        self.context = self.cap + PROMPT_TOKENS
+        pages = -(-config.max_concurrency * self.context // PAGE_SIZE)
         self.manager = model.init_continuous_batching(
             generation_config=GenerationConfig(
                 max_new_tokens=self.cap, do_sample=False, eos_token_id=eos, pad_token_id=eos
-            )
+            ),
+            continuous_batching_config=ContinuousBatchingConfig(
+                page_size=PAGE_SIZE,
+                num_blocks=pages + config.max_concurrency,
+                max_batch_tokens=PAGE_SIZE * 2,
+                max_requests_per_batch=config.max_concurrency,
+            ),
         )
         self.manager.start()
         self._warm_up()
@@ -105,6 +119,12 @@ class LocalUpstream(Upstream):
     async def _tokens(self, body: dict[str, Any]) -> AsyncIterator[tuple[str, int, int, str]]:
         """(new text, prompt tokens, generated tokens, finish reason or "") as tokens arrive."""
         ids = self._encode(body.get("messages") or [])
+        if len(ids) > PROMPT_TOKENS:
+            raise UpstreamError(
+                f"{self.name}: the prompt has {len(ids)} tokens, at most {PROMPT_TOKENS}",
+                400,
+                retryable=False,
+            )
         asked = [body.get(k) for k in ("max_tokens", "max_completion_tokens")]
         limit = min([a for a in asked if isinstance(a, int)] + [self.cap])
         stops = body.get("stop") or []
