@@ -168,6 +168,7 @@ def test_adapter_heads_always_give_valid_answers_and_reload_exactly(tmp_path: Pa
         NetLLM(tiny_llama()[0], "congestion")
 
 
+@pytest.mark.slow  # 40 s of CLI training; the adapter heads are tested in-process above
 def test_netllm_cli_trains_and_evaluates_into_the_run_log(tmp_path: Path) -> None:
     import shutil
 

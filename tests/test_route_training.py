@@ -92,6 +92,7 @@ def test_calibration_hits_share_on_held_out_prompts():
             assert abs(held_share - share) <= 0.02, (router.name, share, held_share)
 
 
+@pytest.mark.slow  # 30 s of CLI training; labels, calibration and routers are tested in-process
 def test_route_train_and_calibrate_commands(tmp_path: Path, humaneval_file: Path):
     run = tmp_path / "run.jsonl"
     bench = f"humaneval:{humaneval_file}"
