@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -31,6 +35,33 @@ def fresh_database(url: str) -> str:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
     Database(url).close()
     return url
+
+
+def start_serve(config: Path, preexec_fn=None) -> tuple[subprocess.Popen, str]:
+    """`llm-eff serve --config config` as a real process, once its /health answers: (process,
+    base URL). Its stderr goes to `config` with the suffix `.log`, never to a pipe that a
+    chatty log could fill."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("llm-eff")
+    log = config.with_suffix(".log")
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--config", str(config), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=preexec_fn,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("proxy did not start")
 
 
 def free_port() -> int:

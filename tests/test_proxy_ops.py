@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,21 +13,9 @@ import httpx
 import yaml
 
 from .conftest import cli
-from .proxy_support import fake_upstream, free_port, serve_in_thread
+from .proxy_support import fake_upstream, serve_in_thread, start_serve
 
 FLUSH_S = 0.2
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise AssertionError("proxy did not start")
 
 
 def test_sigkill_under_load_keeps_spend_log_whole(tmp_path: Path):
@@ -53,15 +39,7 @@ def test_sigkill_under_load_keeps_spend_log_whole(tmp_path: Path):
                 }
             )
         )
-        port = free_port()
-        exe = Path(sys.executable).with_name("llm-eff")
-        proc = subprocess.Popen(
-            [str(exe), "serve", "--config", str(cfg), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, proc)
+        proc, url = start_serve(cfg)
         done: list[float] = []
         stop = threading.Event()
 

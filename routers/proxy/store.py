@@ -287,19 +287,11 @@ class BudgetLedger:
         )
         self._opened.add(key_id)
 
-    def reserve(self, key_id: str, budget_usd: float, dollars: float, lease_s: float) -> str | None:
-        """Reserve `dollars` of the key's budget; the reservation id, or None if it won't fit."""
-        with self.db.transaction() as cur:
-            return self._reserve(cur, key_id, budget_usd, dollars, lease_s)
-
-    def settle(self, rid: str, row: dict[str, Any]) -> None:
-        """Replace reservation `rid` by the row's real cost and write the row, atomically."""
-        with self.db.transaction() as cur:
-            self._settle(cur, rid, row)
-
     def _reserve(
         self, cur: Any, key_id: str, budget_usd: float, dollars: float, lease_s: float
     ) -> str | None:
+        """Inside `cur`'s transaction: reserve `dollars` of the key's budget; the reservation
+        id, or None if it does not fit."""
         amount, budget = to_nano(dollars, up=True), to_nano(budget_usd)
         rid = secrets.token_hex(8)
         self._open(cur, key_id)
@@ -322,6 +314,8 @@ class BudgetLedger:
         return rid
 
     def _settle(self, cur: Any, rid: str, row: dict[str, Any]) -> None:
+        """Inside `cur`'s transaction: replace reservation `rid` by the row's real cost and
+        write the row."""
         actual = to_nano(float(row["cost"]))
         cur.execute(
             self.db._sql("DELETE FROM reservations WHERE id = ? RETURNING key_id, amount, swept"),
