@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/peft_memory.py [--methods full lora bit1 lst unipt]
         [--model smollm2-135m] [--steps 3] [--batch-size 8] [--seq-len 512]
-        [--quality-steps 0] [--eval-limit 40] [--spider ../shared/data/spider]
+        [--quality-steps 0] [--eval-limit 40] [--spider tests/data/spider]
 
 Memory phase: every method trains for the same `--steps` on batches of exactly
 `--batch-size` x `--seq-len` tokens (Spider prompts and SQL packed into rows), each in a fresh
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, default=40)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--reduction", type=int, default=8)
-    parser.add_argument("--spider", type=Path, default=ROOT.parent / "shared/data/spider")
+    parser.add_argument("--spider", type=Path, default=ROOT / "tests" / "data" / "spider")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--worker", help=argparse.SUPPRESS)

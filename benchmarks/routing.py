@@ -1,6 +1,6 @@
 """Routing benchmark: EllieSQL's text-to-SQL pipelines and the routers that choose between them.
 
-    .venv/bin/python benchmarks/routing.py --spider ../shared/data/spider [--model smollm2-135m]
+    .venv/bin/python benchmarks/routing.py --spider tests/data/spider [--model smollm2-135m]
         [--per-db 2] [--max-tokens 128] [--folds 5] [--run runs/routing/spider.jsonl]
 
 Runs the basic, intermediate, advanced and cascade pipelines on the first `--per-db` Spider dev
@@ -30,7 +30,7 @@ ROUTERS = ("rules", "knn", "logistic", "slm", "dpo", "random", "oracle")
 def main() -> None:
     """Run the pipelines and routed systems, then print the comparison table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spider", type=Path, default=ROOT.parent / "shared" / "data" / "spider")
+    parser.add_argument("--spider", type=Path, default=ROOT / "tests" / "data" / "spider")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--per-db", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=128)

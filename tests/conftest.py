@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the shared benchmark data, tiny models, HumanEval-format files."""
+"""Shared fixtures: paths to the vendored test data, tiny models, HumanEval-format files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-JAVA_LIBS = SHARED_DATA / "ncb" / "java-libs"
+DATA = ROOT / "tests" / "data"  # small public subsets, licences in tests/data/README.md
+SHARED_DATA = ROOT.parent / "shared" / "data"  # whole data sets beside a checkout (opt-in tests)
+JAVA_LIBS = DATA / "ncb" / "java-libs"
+NO_JDK = "needs a JDK for the Java tests: no javac on PATH (Debian: openjdk-17-jdk-headless)"
 
 HUMANEVAL_TASKS = [
     {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def add_data(tmp_path: Path) -> Path:
     return path
 
 
-def _finetune(data: Path, out: Path, *extra: str):
+def _finetune(data: Path, out: Path, *extra: str, unset: tuple[str, ...] = ()):
     return cli(
         "finetune",
         "--model",
@@ -43,6 +44,7 @@ def _finetune(data: Path, out: Path, *extra: str):
         "--table",
         str(out.parent / "table.jsonl"),
         *extra,
+        unset=unset,
     )
 
 
@@ -53,9 +55,13 @@ def test_finetune_trains_saves_reloads_scores_and_adds_a_row(
     from llm_eff.peft import load
 
     for method in ("bit1", "unipt"):
-        result = _finetune(add_data, tmp_path / method, "--method", method)
+        # no COLUMNS and not a terminal, as in a log: the table is not cut to 80 columns
+        result = _finetune(add_data, tmp_path / method, "--method", method, unset=("COLUMNS",))
         assert result.returncode == 0, result.stderr
         assert "reload reproduces the trained logits" in result.stdout
+        assert "Warning" not in result.stderr, result.stderr  # no library deprecation noise
+        assert "trainable params" in result.stdout and "held-out loss" in result.stdout
+        assert "(n=2)" in result.stdout  # the score says how many examples it rests on
         assert (tmp_path / method / "adapter_config.json").is_file()
         load(tiny_llama()[0], tmp_path / method)
     rows = [json.loads(line) for line in (tmp_path / "table.jsonl").read_text().splitlines()]
@@ -106,7 +112,7 @@ def test_bad_data_files_give_one_line(tmp_path: Path) -> None:
     other.write_text("hello")
     cases = [
         (wrong, "needs 'prompt' and 'completion' columns or a 'messages' column"),
-        (broken, "cannot read data"),
+        (broken, "broken.jsonl line 1: not valid JSON"),
         (other, "unsupported data format"),
         (tmp_path / "missing.jsonl", "data not found"),
     ]
@@ -115,6 +121,30 @@ def test_bad_data_files_give_one_line(tmp_path: Path) -> None:
         assert result.returncode == 2, (path, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_data_errors_name_the_line_and_the_empty_file(tmp_path: Path) -> None:
+    from llm_eff.core.errors import UserError
+    from llm_eff.peft.data import load_examples
+
+    good = json.dumps({"prompt": "q", "completion": "a"})
+    cases = {
+        "empty.jsonl": ("", "empty.jsonl: no examples (the file is empty)"),
+        "blank.jsonl": ("\n\n", "blank.jsonl: no examples (the file is empty)"),
+        "line2.jsonl": (good + '\n{"prompt": "q",\n', "line2.jsonl line 2: not valid JSON"),
+        "line3.jsonl": (good + "\n\n[1, 2]\n", "line3.jsonl line 3: expected a JSON object"),
+        "empty.csv": ("", "empty.csv: no examples (the file is empty)"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_examples(tmp_path / name)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(good + "\n")
+    (folder / "b.jsonl").write_text(good + "\nnot json\n")
+    with pytest.raises(UserError, match=re.escape("b.jsonl line 2: not valid JSON")):
+        load_examples(folder)
 
 
 def test_chat_messages_csv_and_parquet_load(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from evals.benchmarks import load_benchmark
 
-from .conftest import JAVA_LIBS
+from .conftest import JAVA_LIBS, NO_JDK
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_ncb_python_reference_solutions():
         assert o.reason in ("missing_input", "failed_assertion", "runtime_error"), (tid, o.reason)
 
 
-@pytest.mark.skipif(not (shutil.which("javac") and JAVA_LIBS.is_dir()), reason="needs JDK + jars")
+@pytest.mark.skipif(not shutil.which("javac"), reason=NO_JDK)
 def test_ncb_java_reference_solutions():
     outcomes = _score_all(load_benchmark("ncb-java", java_libs=str(JAVA_LIBS)))
     failed = {tid: o.reason for tid, o in outcomes.items() if not o.passed}

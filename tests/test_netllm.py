@@ -32,9 +32,9 @@ from llm_eff.netllm.viewport import (
     windows,
     wrap,
 )
-from tests.conftest import SHARED_DATA
+from tests.conftest import DATA
 
-NETLLM = SHARED_DATA / "netllm"
+NETLLM = DATA / "netllm"
 
 
 def _flat_trace(mbps: float, seconds: int = 100) -> Trace:

@@ -106,6 +106,23 @@ def test_example_config_is_valid():
     assert config.routers["rules"].strong == "gpt-4o-mini" and config.require_keys
 
 
+def test_readme_config_reference_names_every_field():
+    from routers.proxy.config import AuthConfig, ProxyConfig, RouterConfig, UpstreamConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("Config fields (unknown") : readme.index("- Endpoints:")]
+    prefixes = {UpstreamConfig: "upstreams.NAME.", RouterConfig: "routers.NAME.",
+                AuthConfig: "auth.", ProxyConfig: ""}  # fmt: skip
+    for model, prefix in prefixes.items():
+        for field in model.model_fields:
+            if field == "name" or (
+                model is ProxyConfig and field in ("upstreams", "routers", "auth")
+            ):
+                continue
+            named = f"`{prefix}{field}`" in table or (prefix and f"`{field}`" in table)
+            assert named, f"{prefix}{field} is missing from the README's config table"
+
+
 def test_serve_config_errors_are_one_line(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("upstreams:\n  a: {kind: nope, model: m}\n")

@@ -49,6 +49,89 @@ def test_report_contents(run_log: Path, tmp_path: Path):
     assert "<img" in html and "src='plots/" not in html  # self-contained
 
 
+def _summary(name: str, cop: float, low: float, high: float, cost: float, acc: float):
+    from evals.metrics.summary import SystemSummary
+
+    return SystemSummary(name, name, "b", 4, 4, acc, {}, cop, low, high, cost, cost * 4, 10.0,
+                         5.0, 5.0, 0.1, 0.1, 100.0, None, 0)  # fmt: skip
+
+
+def test_plots_mark_infinity_and_keep_labels_inside():
+    import math
+
+    from matplotlib.patches import Rectangle
+
+    from evals.report.plots import accuracy_vs_cost_figure, cost_of_pass_figure
+
+    inf = math.inf
+    summaries = [
+        _summary("closed", 0.002, 0.001, 0.004, 0.001, 0.5),
+        _summary("open-ended", 0.0029, 0.002, inf, 0.0029, 0.25),
+        _summary("never passes", inf, inf, inf, 0.004, 0.0),
+    ]
+    fig = cost_of_pass_figure(summaries)
+    ax = fig.axes[0]
+    bars = [r for r in ax.patches if isinstance(r, Rectangle) and r.get_height() > 0]
+    assert sorted(round(b.get_height(), 6) for b in bars) == [0.002, 0.0029]  # no fake bar
+    assert ax.get_ylim()[1] > 0.004  # the closed interval's top is inside the axes
+    texts = [t.get_text() for t in ax.texts]
+    assert "no pass\n(infinite)" in texts and "to \u221e" in texts
+    arrows = [c for c in ax.get_children() if type(c).__name__ == "Annotation"]
+    assert len(arrows) == 1 and arrows[0].xy[1] > 0.0029  # the open end points up the axes
+    fig = accuracy_vs_cost_figure(summaries)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    box = ax.get_window_extent()
+    for label in ax.texts:
+        extent = label.get_window_extent()
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1, label.get_text()
+    assert ax.get_legend() is None or "frontier" in ax.get_legend().texts[0].get_text()
+    fig = accuracy_vs_cost_figure(summaries[:1])  # one point: no one-point frontier
+    assert fig.axes[0].get_legend() is None and not fig.axes[0].lines
+
+
+def test_report_refuses_a_foreign_folder_and_replaces_an_earlier_report(
+    run_log: Path, tmp_path: Path
+):
+    from llm_eff.core.errors import UserError
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    with pytest.raises(UserError, match="is not an llm-eff report folder"):
+        write_report([run_log], adapter)
+    assert sorted(p.name for p in adapter.iterdir()) == ["adapter_model.safetensors"]
+    files = write_report([run_log], tmp_path / "report")
+    stale = tmp_path / "report" / "plots" / "gone-bench-tokens.png"
+    stale.write_bytes(b"old")
+    again = write_report([run_log], tmp_path / "report")  # an earlier report: replaced
+    assert again.markdown == files.markdown and not stale.exists()
+    write_report([run_log], adapter, overwrite=True)
+    assert (adapter / "report.md").is_file() and (adapter / "adapter_model.safetensors").is_file()
+
+
+def test_written_files_are_readable_by_others(run_log: Path, tmp_path: Path):
+    import os
+    import stat
+
+    from llm_eff.core.atomic import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        files = write_report([run_log], tmp_path / "report")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "report").rglob("*")
+                 if p.is_file()}  # fmt: skip
+        assert modes and all(m == 0o644 for m in modes.values()), modes
+        target = tmp_path / "kept.txt"
+        target.write_text("x")
+        target.chmod(0o600)
+        atomic_write(target, "secret")  # an existing file keeps its own mode
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+    assert files.html.is_file()
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -133,18 +132,9 @@ def loaded_knn_score(tmp_path: Path, prompt: str) -> float:
 @pytest.mark.slow  # a minute: two whole benches (the parts are tested above, in-process)
 def test_route_bench_command_on_real_outcomes(tmp_path: Path):
     """`llm-eff route bench` on four real RouteLLM MMLU subjects (two held out)."""
-    from .conftest import SHARED_DATA, cli
+    from .conftest import DATA, cli
 
-    source = SHARED_DATA / "routellm" / "mmlu"
-    if not source.is_dir():
-        pytest.skip("RouteLLM outcome data not beside the checkout")
-    folder = tmp_path / "mmlu"
-    folder.mkdir()
-    for name in ("mmlu_abstract_algebra", "mmlu_anatomy", "mmlu_astronomy", "mmlu_virology"):
-        with open(source / f"{name}.csv", newline="") as fh:
-            rows = list(csv.reader(fh))
-        with open(folder / f"{name}.csv", "w", newline="") as fh:
-            csv.writer(fh).writerows(rows[:81])  # the header and 80 questions
+    folder = DATA / "routellm" / "mmlu"  # the header and 80 questions of each subject
     out = cli("route", "bench", "--data", str(folder), "--seeds", "2")
     assert out.returncode == 0, out.stderr
     for router in ("random", "rules", "length only", "knn (MiniLM)", "logistic (MiniLM)",

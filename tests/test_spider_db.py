@@ -16,11 +16,11 @@ from evals.benchmarks.spider_db import (
 )
 from llm_eff.core.errors import UserError
 
-SPIDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider"
-needs_spider = pytest.mark.skipif(not (SPIDER / "dev.json").is_file(), reason="no Spider data")
+from .conftest import DATA
+
+SPIDER = DATA / "spider"
 
 
-@needs_spider
 def test_built_dev_databases_serve_execution_accuracy(tmp_path: Path) -> None:
     paths = build_databases(SPIDER / "tables.json", SPIDER / "dev.json", tmp_path)
     assert len(paths) == 20
@@ -32,7 +32,6 @@ def test_built_dev_databases_serve_execution_accuracy(tmp_path: Path) -> None:
     assert again == paths  # reused, not rebuilt
 
 
-@needs_spider
 def test_execution_match_on_a_built_database(tmp_path: Path) -> None:
     paths = build_databases(SPIDER / "tables.json", SPIDER / "dev.json", tmp_path)
     db = paths["concert_singer"]

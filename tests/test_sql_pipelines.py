@@ -11,10 +11,10 @@ from evals.runner import RunOptions, run_system
 from evals.systems import parse_system
 from llm_eff.core.errors import UserError
 from llm_eff.core.runlog import RunLog
+from tests.conftest import DATA
 from tests.proxy_support import scripted_llm, serve_in_thread
 
-SPIDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider"
-pytestmark = pytest.mark.skipif(not (SPIDER / "dev.json").is_file(), reason="no Spider data")
+SPIDER = DATA / "spider"
 
 SCRIPT = {  # the first dev question: SELECT count(*) FROM singer
     "b": ["singer", "SELECT count(*) FROM singr"],

@@ -18,8 +18,9 @@ from routers.sql.routed import (
     pick,
     route_offline,
 )  # fmt: skip
+from tests.conftest import DATA
 
-SPIDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider"
+SPIDER = DATA / "spider"
 
 
 def _tasks() -> list[Task]:
@@ -132,7 +133,6 @@ def test_system_specs_for_pipelines_and_routed_systems() -> None:
     assert parse_system("routed:knn:folds=3").hash != parse_system("routed:knn").hash
 
 
-@pytest.mark.skipif(not (SPIDER / "dev.json").is_file(), reason="no Spider data")
 def test_a_routed_system_runs_in_eval_from_its_pipelines(tmp_path: Path) -> None:
     from evals.benchmarks.registry import load_benchmark
     from evals.runner import RunOptions, run_systems
