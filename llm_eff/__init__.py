@@ -5,3 +5,11 @@ Every technique is judged by what a correct answer costs: systems produce `Attem
 """
 
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# peft's PeftModel reads transformers' deprecated `is_gradient_checkpointing` alias on every
+# wrap, which printed a FutureWarning on every fine-tune; nothing a user can act on.
+_warnings.filterwarnings(
+    "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+)

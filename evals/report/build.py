@@ -218,23 +218,46 @@ def _sections(
     return out
 
 
+REPORT_FILES = ("report.md", "report.html", "summary.json")
+
+
+def is_foreign_folder(out: Path) -> bool:
+    """True when `out` is a file, or a folder with entries that is not an earlier report."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        return True
+    names = {p.name for p in out.iterdir()}
+    return bool(names) and not (names <= {*REPORT_FILES, "plots"} and "summary.json" in names)
+
+
 def write_report(
     run_logs: list[str | Path],
     out_dir: str | Path,
     title: str = "llm-eff cost report",
     human_cost: float | None = None,
     attempts: list[Attempt] | None = None,
+    overwrite: bool = False,
 ) -> ReportFiles:
     """Write report.md, report.html (plots embedded) and summary.json into `out_dir`.
 
     `human_cost`: a human expert's $ per task, included in the frontier cost-of-pass.
     `attempts`: attempts from elsewhere (e.g. a proxy's spend log) added to the run logs'.
+    An earlier report in `out_dir` is replaced; a folder holding anything else is refused
+    unless `overwrite`.
     """
     attempts = (load_attempts(run_logs) if run_logs else []) + list(attempts or [])
     if not attempts:
         raise UserError("nothing to report: no attempts")
     summaries = summarize(attempts)
     out = Path(out_dir)
+    if is_foreign_folder(out) and not overwrite:
+        raise UserError(
+            f"{out} exists and is not an llm-eff report folder: choose another --out "
+            "(or pass --overwrite to write the report into it anyway)"
+        )
+    for old in (out / "plots").glob("*.png") if out.is_dir() else ():
+        old.unlink()  # plots of an earlier report, rewritten below for what is reported now
     try:
         (out / "plots").mkdir(parents=True, exist_ok=True)
     except OSError as exc:

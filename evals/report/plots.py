@@ -39,44 +39,83 @@ def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, fl
 
 def accuracy_vs_cost(summaries: list[SystemSummary]) -> bytes:
     """Accuracy against $ per task, with the cost-efficiency frontier."""
+    return _png(accuracy_vs_cost_figure(summaries))
+
+
+def accuracy_vs_cost_figure(summaries: list[SystemSummary]):  # noqa: ANN201 - a Figure
+    """The accuracy-vs-cost figure; labels stay inside the axes (right-hand points are
+    labelled to their left), and the frontier is drawn only when it joins two or more points."""
     fig, ax = _figure()
     points = [(s.dollars_per_attempt, s.accuracy, s.system) for s in summaries]
+    costs = [p[0] for p in points]
+    middle = (min(costs) + max(costs)) / 2 if costs else 0.0
     for cost, acc, name in points:
         ax.scatter([cost], [acc], s=60, zorder=3)
-        ax.annotate(name, (cost, acc), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        right_half = max(costs) > min(costs) and cost > middle
+        ax.annotate(
+            name,
+            (cost, acc),
+            textcoords="offset points",
+            xytext=(-6, 4) if right_half else (6, 4),
+            ha="right" if right_half else "left",
+            va="top" if acc > 0.9 else "bottom",
+            fontsize=8,
+        )
     front = pareto_front(points)
     if len(front) > 1:
         ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="grey", label="frontier")
         ax.legend(fontsize=8)
+    ax.margins(x=0.15)
     ax.set_xlabel("$ per task (mean)")
     ax.set_ylabel("accuracy (pass@1)")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.05)
     ax.grid(alpha=0.3)
     ax.set_title("Accuracy vs cost")
-    return _png(fig)
+    return fig
 
 
 def cost_of_pass_bars(summaries: list[SystemSummary]) -> bytes:
     """Cost-of-pass per system with its bootstrap interval; systems that never pass are marked."""
+    return _png(cost_of_pass_figure(summaries))
+
+
+def cost_of_pass_figure(summaries: list[SystemSummary]):  # noqa: ANN201 - a Figure
+    """Bars for finite cost-of-pass with their 95% intervals. An interval without an upper end
+    is drawn as an arrow to the top of the axes marked with infinity; a system that never
+    passes gets no bar (its cost-of-pass is infinite), only a label saying so."""
     fig, ax = _figure()
     names = [s.system for s in summaries]
-    finite = [s.cost_of_pass for s in summaries if math.isfinite(s.cost_of_pass)]
-    top = max(finite) * 1.3 if finite else 1.0
+    finite = [
+        v
+        for s in summaries
+        for v in (s.cost_of_pass, s.cost_of_pass_high)
+        if math.isfinite(v) and v > 0
+    ]
+    top = max(finite) * 1.25 if finite else 1.0
     for i, s in enumerate(summaries):
-        if math.isfinite(s.cost_of_pass):
-            low = s.cost_of_pass - s.cost_of_pass_low
-            high = (
-                s.cost_of_pass_high if math.isfinite(s.cost_of_pass_high) else top
-            ) - s.cost_of_pass
-            ax.bar(i, s.cost_of_pass, yerr=[[max(low, 0)], [max(high, 0)]], capsize=6, color="C0")
+        if not math.isfinite(s.cost_of_pass):
+            ax.text(i, top * 0.04, "no pass\n(infinite)", ha="center", va="bottom", fontsize=8)
+            continue
+        low = max(s.cost_of_pass - s.cost_of_pass_low, 0)
+        if math.isfinite(s.cost_of_pass_high):
+            high = max(s.cost_of_pass_high - s.cost_of_pass, 0)
+            ax.bar(i, s.cost_of_pass, yerr=[[low], [high]], capsize=6, color="C0")
         else:
-            ax.bar(i, top, color="lightgrey", hatch="//")
-            ax.text(i, top * 0.5, "no pass", ha="center", rotation=90, fontsize=8)
+            ax.bar(i, s.cost_of_pass, yerr=[[low], [0]], capsize=6, color="C0")
+            ax.annotate(
+                "",
+                xy=(i, top * 0.97),
+                xytext=(i, s.cost_of_pass),
+                arrowprops={"arrowstyle": "->", "color": "black"},
+            )
+            ax.text(i + 0.08, top * 0.93, "to \u221e", fontsize=8, va="top")
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(0, top)
     ax.set_ylabel("$ per correct answer")
     ax.set_title("Cost-of-pass (95% bootstrap CI)")
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return fig
 
 
 def tokens_per_task(summaries: list[SystemSummary]) -> bytes:

@@ -7,12 +7,16 @@ route).
 from __future__ import annotations
 
 from llm_eff.cli import agent, depth, evaluate, finetune, netllm, proxy, rl, route  # noqa: F401
-from llm_eff.cli.app import app
+from llm_eff.cli.app import app, plain_metavars
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    import typer
+
+    command = typer.main.get_command(app)
+    plain_metavars(command)
+    command(prog_name="llm-eff")
 
 
 __all__ = ["app", "main"]

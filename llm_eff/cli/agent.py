@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly, progress_bar
+from llm_eff.cli.app import app, friendly, make_console, progress_bar
 
 agent_app = typer.Typer(
     help="Cost-aware langgraph agents on GAIA-format tasks (run one configuration or a grid).",
@@ -20,7 +20,6 @@ TASKS_HELP = "GAIA-format task directory (metadata.jsonl + attachments); default
 
 def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path | None,
          hardware_price: float, limit: int | None) -> None:  # fmt: skip
-    from rich.console import Console
 
     from agents import MINI_TASKS
     from agents.gaia import load_tasks
@@ -28,7 +27,7 @@ def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path |
     from evals.metrics.summary import summarize
     from llm_eff.core.runlog import RunLog
 
-    console = Console()
+    console = make_console()
     directory = tasks_dir or MINI_TASKS
     tasks = load_tasks(directory)[: limit or None]
     bench = benchmark_name(directory)

@@ -19,6 +19,38 @@ app = typer.Typer(
 )
 
 
+def make_console(stderr: bool = False) -> Any:
+    """A rich console. On a terminal (or with COLUMNS set) it wraps to the screen; elsewhere (a
+    log file, a pipe) it does not wrap at all, so table headers and numbers are never cut."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=100_000)
+
+
+METAVARS = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "path": "PATH", "file": "FILE"}
+
+
+def plain_metavars(command: Any) -> None:
+    """Help shows TEXT, INTEGER, PATH (not Python's <str>, <list[str]>), nothing after a flag."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "param_type_name", "") != "option" or param.metavar is not None:
+            continue
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+            continue
+        label = param.display_type(None) if hasattr(param, "display_type") else ""
+        name = (label or "").strip("<>").removeprefix("list[").removesuffix("]").split(" ")[0]
+        param.metavar = METAVARS.get(name, name.upper() or None)
+    for sub in getattr(command, "commands", {}).values():
+        plain_metavars(sub)
+
+
 def friendly(func: Any) -> Any:
     """Turn user errors into one red line and exit status 2."""
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly, progress_bar
+from llm_eff.cli.app import app, friendly, make_console, progress_bar
 
 depth_app = typer.Typer(
     help="Dynamic depth: train Dr.LLM layer routers over a frozen model and compare them with "
@@ -37,7 +37,6 @@ def train_routers(
 ) -> None:
     """Search cheapest-correct layer plans by MCTS, fit the routers, save them, and print the
     held-out table: full depth, routed, random skipping, static pruning."""
-    from rich.console import Console
     from rich.table import Table
 
     from llm_eff.backends.transformers_backend import load_local
@@ -46,7 +45,7 @@ def train_routers(
     from llm_eff.depth.train import collect_plans, evaluate_depth, fit_routers
     from llm_eff.models import parse_model
 
-    console = Console()
+    console = make_console()
     train_set, test_set = split_examples(task, train, test, seed)
     base, tokenizer = load_local(parse_model(model))
     routed = DrLLM(base, model)
@@ -98,8 +97,6 @@ def train_mor(
     perplexity, layers per token and the training FLOPs spent."""
     import math
 
-    from rich.console import Console
-
     from llm_eff.core.errors import UserError
     from llm_eff.mor.train import (
         ModelSpec,
@@ -109,7 +106,7 @@ def train_mor(
         validation_perplexity,
     )  # fmt: skip
 
-    console = Console()
+    console = make_console()
     spec = ModelSpec("mor", "mor", layers, hidden, hidden * 8 // 3 // 8 * 8, heads,
                      heads, recursions, router, kv_cache)  # fmt: skip
     train_ids, val_ids, vocab = build_corpus(corpus)

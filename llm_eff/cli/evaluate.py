@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.cli.app import app, friendly, progress_bar
+from llm_eff.cli.app import app, friendly, make_console, progress_bar
 from llm_eff.core.errors import UserError
 
 SPEND_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -21,8 +21,9 @@ def eval_command(
         typer.Option(
             "--bench",
             "-b",
-            help="Benchmark: ncb-python, ncb-java, "
-            "ncb-python:FILE, humaneval:FILE (.jsonl or .jsonl.gz).",
+            help="Benchmark: ncb-python, ncb-java, efficiency[:train|test], spider-dev:DIR, "
+            "ncb-python:FILE, humaneval:FILE (.jsonl or .jsonl.gz); `llm-eff benchmarks` "
+            "describes each.",
         ),
     ],
     system: Annotated[
@@ -36,6 +37,7 @@ def eval_command(
             "openai/gpt-4o-mini, hf:DIR, drllm:DIR, 'reference' (the reference solutions); "
             "Spider: sql-basic|sql-intermediate|sql-advanced|sql-cascade, routed:KIND (rules, "
             "knn, logistic, slm, dpo, random, oracle); any: cascade:WEAK>STRONG.",
+            show_default="smollm2-135m, the embedded model",
         ),
     ] = None,
     run: Annotated[
@@ -73,7 +75,6 @@ def eval_command(
     ] = "transformers",
 ) -> None:
     """Run systems over a benchmark; every attempt lands in the run log as it finishes."""
-    from rich.console import Console
 
     from evals.benchmarks import load_benchmark
     from evals.runner import RunOptions, pending, run_systems, select_tasks
@@ -81,9 +82,11 @@ def eval_command(
     from llm_eff.core.runlog import RunLog
     from llm_eff.models.registry import parse_model
 
-    console = Console()
+    console = make_console()
     if engine not in ("transformers", "vllm"):
         raise UserError(f"unknown engine '{engine}' (transformers or vllm)")
+    if not system:
+        console.print("no --system given: evaluating the embedded model, smollm2-135m")
     systems = list({s.hash: s for s in map(parse_system, system or ["smollm2-135m"])}.values())
     for s in systems:
         for model in s.models():
@@ -197,9 +200,15 @@ def report_command(
             "to report on, alongside or instead of run logs."
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Write into --out even if it holds files other than an earlier report "
+            "(an earlier report there is always replaced)."
+        ),
+    ] = False,
 ) -> None:
     """Write report.md and a self-contained report.html (plots embedded) from run logs."""
-    from rich.console import Console
 
     from evals.report import write_report
 
@@ -218,8 +227,11 @@ def report_command(
         spend += spend_attempts(url)
     default_out = runs[0].with_name(runs[0].stem + "-report") if runs else Path("runs/proxy-report")
     out_dir = out or default_out
-    files = write_report(logs, out_dir, title, human_cost, attempts=spend)
-    console = Console()
+    replacing = out_dir.is_dir() and any(out_dir.iterdir())
+    files = write_report(logs, out_dir, title, human_cost, attempts=spend, overwrite=overwrite)
+    console = make_console()
+    if replacing:
+        console.print(f"replaced the earlier report in {out_dir}")
     console.print(f"Markdown report: [bold]{files.markdown}[/]")
     console.print(f"HTML report:     [bold]{files.html.resolve()}[/]")
     console.print(f"Summary (JSON):  {files.summary_json}")
@@ -229,7 +241,6 @@ def report_command(
 @friendly
 def models_command() -> None:
     """List the models usable offline and how to install missing ones."""
-    from rich.console import Console
     from rich.table import Table
 
     from llm_eff.models.registry import available_models
@@ -237,8 +248,8 @@ def models_command() -> None:
     table = Table("model", "status", "description")
     for row in available_models():
         table.add_row(*row)
-    Console().print(table)
-    Console().print(
+    make_console().print(table)
+    make_console().print(
         "Also: hf:DIR (a local HF model folder) and API ids through LiteLLM, "
         "e.g. openai/gpt-4o-mini (needs its API key)."
     )
@@ -248,7 +259,6 @@ def models_command() -> None:
 @friendly
 def benchmarks_command() -> None:
     """List the benchmarks `llm-eff eval --bench` accepts."""
-    from rich.console import Console
     from rich.table import Table
 
     from evals.benchmarks import list_benchmarks
@@ -256,4 +266,4 @@ def benchmarks_command() -> None:
     table = Table("benchmark", "description")
     for name, desc in list_benchmarks().items():
         table.add_row(name, desc)
-    Console().print(table)
+    make_console().print(table)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly, progress_bar
+from llm_eff.cli.app import app, friendly, make_console, progress_bar
 
 
 @app.command("finetune")
@@ -61,13 +61,12 @@ def finetune_command(
     """Fine-tune with one method, save the adapter, reload it, score it, and add a row to the
     comparison table (trainable parameters, peak training memory, step time, tokens/s,
     adapter size, score)."""
-    from rich.console import Console
 
     from llm_eff.peft.config import DEFAULT_TARGETS, MethodConfig
     from llm_eff.peft.table import append_row, markdown, rich_table
     from llm_eff.peft.train import TrainConfig, finetune
 
-    console = Console()
+    console = make_console()
     targets = (
         tuple(t.strip() for t in target_modules.split(",") if t.strip())
         if target_modules

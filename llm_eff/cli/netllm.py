@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly, progress_bar
+from llm_eff.cli.app import app, friendly, make_console, progress_bar
 
 netllm_app = typer.Typer(
     help="Adapt a language model to networking tasks (NetLLM): abr (adaptive bitrate) and vp "
@@ -23,12 +23,6 @@ netllm_app.add_typer(vp_app, name="vp")
 app.add_typer(netllm_app, name="netllm")
 
 MODEL_HELP = "Backbone: smollm2-135m, hf:DIR or tiny-llama."
-
-
-def _console():  # noqa: ANN202
-    from rich.console import Console
-
-    return Console()
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:
@@ -72,7 +66,7 @@ def abr_train(
 
     _refuse_existing(out, overwrite)
     train_traces, sizes = load_traces(traces), load_video(video)
-    console = _console()
+    console = make_console()
     torch.manual_seed(seed)
     with progress_bar(console) as bar:
         job = bar.add_task("experience (bba, rate, mpc)", total=None)
@@ -108,7 +102,7 @@ def abr_eval(
 
     net, config = load_netllm(adapter)
     test, sizes = load_traces(traces)[: limit or None], load_video(video)
-    console = _console()
+    console = make_console()
     with progress_bar(console) as bar:
         job = bar.add_task("test traces", total=len(test))
         bounds = tuple(config["return_bounds"]) if config.get("return_bounds") else None
@@ -151,7 +145,7 @@ def vp_train(
     (train_past, train_future), _ = vp_split(data, history, horizon, seed)
     torch.manual_seed(seed)
     net = NetLLM(_backbone(model), "vp", horizon=horizon, history=history)
-    console = _console()
+    console = make_console()
     with progress_bar(console) as bar:
         job = bar.add_task("training", total=steps)
         losses = train_vp(net, train_past, train_future, steps, batch_size, lr=lr, seed=seed,
@@ -179,7 +173,7 @@ def vp_eval(
 
     net, config = load_netllm(adapter)
     train, test = vp_split(data, config["history"], config["horizon"], config.get("split_seed", 0))
-    console = _console()
+    console = make_console()
     with console.status("scoring the test windows and training the LSTM baseline"):
         result = evaluate_vp(net, train, test, lstm_epochs)
     log = RunLog(run)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.cli.app import app, friendly
+from llm_eff.cli.app import app, friendly, make_console
 from llm_eff.core.errors import UserError
 
 
@@ -31,7 +31,8 @@ def serve_command(
             "--config",
             "-c",
             help="Proxy YAML: upstreams, "
-            "routers, auth, database_url (see routers/proxy/config.py).",
+            "routers, auth, database_url, limits; README 'Router proxy' and "
+            "examples/proxy.yaml describe every field.",
         ),
     ] = None,
     local: Annotated[
@@ -97,7 +98,6 @@ def keys_create(
 @friendly
 def keys_list(config: Annotated[Path, typer.Option("--config", "-c", help="Proxy YAML.")]) -> None:
     """List keys with their budgets, limits and spend."""
-    from rich.console import Console
     from rich.table import Table
 
     store = _keystore(config)
@@ -113,7 +113,7 @@ def keys_list(config: Annotated[Path, typer.Option("--config", "-c", help="Proxy
             str(r.tpm or "-"),
             "revoked" if r.revoked else "active",
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 @keys_app.command("revoke")
@@ -134,7 +134,6 @@ def spend_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="Proxy YAML.")],
 ) -> None:
     """Summarise the proxy's spend log: requests, tokens, $ and latency per key and upstream."""
-    from rich.console import Console
     from rich.table import Table
 
     from routers.proxy.store import Database
@@ -166,4 +165,4 @@ def spend_command(
             f"{lat or 0:.1f}",
             f"{over or 0:.2f}",
         )
-    Console().print(table)
+    make_console().print(table)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.cli.app import app, friendly, progress_bar
+from llm_eff.cli.app import app, friendly, make_console, progress_bar
 
 rl_app = typer.Typer(
     help="Reinforcement learning for correct and fast code: PPO or GRPO on a LoRA adapter, "
@@ -78,7 +78,6 @@ def train_command(
 
     Rerun the same command to resume from the last checkpoint. Evaluate the result with
     `llm-eff eval --bench efficiency:test --system smollm2-135m --system OUT`."""
-    from rich.console import Console
 
     from llm_eff.core.errors import UserError
     from llm_eff.rl.train import ALGOS, load_tasks, rl_train
@@ -94,7 +93,7 @@ def train_command(
         steps=steps, max_new_tokens=max_new_tokens, temperature=temperature,
         learning_rate=lr, seed=seed, save_every=save_every,
     )  # fmt: skip
-    console = Console()
+    console = make_console()
     rewards = _reward_config(reward_config, timeout)
     if algo not in ALGOS:
         raise UserError(f"unknown algorithm '{algo}' (use {' or '.join(ALGOS)})")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly
+from llm_eff.cli.app import app, friendly, make_console
 from llm_eff.core.errors import UserError
 
 route_app = typer.Typer(
@@ -78,7 +78,6 @@ def route_bench(
     ] = 0,
 ) -> None:
     """Train routers on half the subjects, score the rest: APGR, CPT, AIQ, latency."""
-    from rich.console import Console
     from rich.table import Table
 
     from llm_eff.core.prices import api_price
@@ -94,7 +93,7 @@ def route_bench(
         if price is None:
             raise UserError(f"no list price for '{model}' in LiteLLM's cost map (--{side}-price)")
         prices[side] = price
-    console = Console()
+    console = make_console()
     with console.status("embedding prompts and training routers ..."):
         results, facts = run_bench(
             load_outcomes(data, exclude),

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from llm_eff.core.atomic import default_mode
 from llm_eff.core.errors import UserError
 
 NAME = "smollm2-135m"
@@ -62,6 +63,7 @@ def embedded_model_dir() -> Path:
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=target.parent))
+    staging.chmod(default_mode(0o777))  # mkdtemp's owner-only mode would outlive the rename
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

@@ -27,6 +27,27 @@ class Example:
     completion: str
 
 
+def _check_json_lines(path: Path) -> None:
+    """UserError naming the first line of a JSONL file that is not a JSON object, or saying the
+    file is empty (the `datasets` reader reports neither in terms a user can act on)."""
+    import json
+
+    seen = False
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path} line {number}: expected a JSON object, got {row!r:.40}")
+            seen = True
+    if not seen:
+        raise UserError(f"{path}: no examples (the file is empty)")
+
+
 def _dataset(path: Path) -> Any:
     import datasets
 
@@ -41,9 +62,16 @@ def _dataset(path: Path) -> Any:
         kinds = {FORMATS[f.suffix] for f in files}
         if len(kinds) > 1:
             raise UserError(f"{path}: mixed file formats {sorted(kinds)}; use one")
+        for f in files:
+            if f.suffix == ".jsonl":
+                _check_json_lines(f)
         return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files], split="train")
     if path.suffix not in FORMATS:
         raise UserError(f"{path}: unsupported data format (use .jsonl, .json, .csv, .parquet)")
+    if path.suffix == ".jsonl":
+        _check_json_lines(path)
+    elif path.stat().st_size == 0:
+        raise UserError(f"{path}: no examples (the file is empty)")
     return datasets.load_dataset(FORMATS[path.suffix], data_files=str(path), split="train")
 
 

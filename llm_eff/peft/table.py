@@ -32,16 +32,21 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def cell(key: str, value: Any) -> str:
-    """A row value formatted for display."""
+def cell(key: str, value: Any, row: dict[str, Any] | None = None) -> str:
+    """A row value formatted for display (the score with the number of examples behind it)."""
     if value is None:
         return "-"
+    if key == "score" and isinstance(value, float) and value == value and row:
+        n = row.get("n_scored")
+        return f"{value:.1%}" + (f" (n={n})" if n is not None else "")
     if key == "trainable_params":
         return f"{value:,}"
     if key == "adapter_bytes":
         return human_bytes(value)
     if key == "score" and isinstance(value, float):
         return "-" if value != value else f"{value:.1%}"
+    if key.endswith("_loss") and isinstance(value, float):
+        return f"{value:.3f}"  # 5.0028 is 5.003, not 5
     if isinstance(value, float):
         return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
     return str(value)
@@ -72,7 +77,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """The table as Markdown."""
     head = "| " + " | ".join(title for _, title in COLUMNS) + " |"
     rule = "|" + "---|" * len(COLUMNS)
-    body = ["| " + " | ".join(cell(k, r.get(k)) for k, _ in COLUMNS) + " |" for r in rows]
+    body = ["| " + " | ".join(cell(k, r.get(k), r) for k, _ in COLUMNS) + " |" for r in rows]
     return "\n".join([head, rule, *body]) + "\n"
 
 
@@ -82,5 +87,5 @@ def rich_table(rows: list[dict[str, Any]]) -> Any:
 
     table = Table(*(title for _, title in COLUMNS))
     for r in rows:
-        table.add_row(*(cell(k, r.get(k)) for k, _ in COLUMNS))
+        table.add_row(*(cell(k, r.get(k), r) for k, _ in COLUMNS))
     return table

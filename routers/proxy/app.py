@@ -241,7 +241,14 @@ class Proxy:
         if parsed:
             router_name, threshold = parsed
             if router_name not in self.routers:
-                raise ProxyError(404, f"unknown router '{router_name}'", code="model_not_found")
+                known = ", ".join(sorted(self.routers)) or "none (routers need a config naming "
+                known += "" if self.routers else "a weak and a strong upstream)"
+                raise ProxyError(
+                    404,
+                    f"unknown router '{router_name}': this proxy's routers are {known}; "
+                    f"its models: {', '.join(sorted(self.upstreams))}",
+                    code="model_not_found",
+                )
             router, rc = self.routers[router_name]
             decision = route(router, body, threshold, rc.strong, rc.weak)
             target = self.upstreams[decision.target]
