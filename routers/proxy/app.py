@@ -412,7 +412,9 @@ def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
+        log.info("shutting down: flushing the spend log")
         await proxy.close()
+        log.info("stopped: spend log flushed to %s", proxy.config.database_url.split("@")[-1])
 
     app = FastAPI(title="llm-eff router proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.proxy = proxy
