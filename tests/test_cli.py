@@ -21,6 +21,22 @@ def test_help_explains_commands():
     assert "--limit" in cli("eval", "--help").stdout
 
 
+def test_help_speaks_plainly_and_tables_are_whole_off_a_terminal():
+    help_text = cli("eval", "--help").stdout
+    for shown in ("efficiency", "spider-dev", "smollm2-135m, the embedded model", "INTEGER"):
+        assert shown in help_text, shown
+    assert (
+        "<str>" not in help_text
+        and "<list[str]>" not in help_text
+        and "<bool>" not in (cli("finetune", "--help").stdout.replace("--help", ""))
+    )
+    from evals.benchmarks import list_benchmarks
+
+    listed = cli("benchmarks", unset=("COLUMNS",))  # a pipe, as in a log: no 80-column cut
+    assert listed.returncode == 0 and "…" not in listed.stdout
+    assert all(desc in listed.stdout for desc in list_benchmarks().values())
+
+
 def test_humaneval_reference_and_tiny_model_end_to_end(tmp_path: Path, humaneval_file: Path):
     run = tmp_path / "run.jsonl"
     out = cli(

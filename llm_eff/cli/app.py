@@ -47,6 +47,15 @@ def plain_metavars(command: Any) -> None:
         label = param.display_type(None) if hasattr(param, "display_type") else ""
         name = (label or "").strip("<>").removeprefix("list[").removesuffix("]").split(" ")[0]
         param.metavar = METAVARS.get(name, name.upper() or None)
+    original = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:  # made afresh for each help page: a flag, no metavar
+        option = original(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
     for sub in getattr(command, "commands", {}).values():
         plain_metavars(sub)
 

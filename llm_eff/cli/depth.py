@@ -11,8 +11,9 @@ import typer
 from llm_eff.cli.app import app, friendly, make_console, progress_bar
 
 depth_app = typer.Typer(
-    help="Dynamic depth: train Dr.LLM layer routers over a frozen model and compare them with "
-    "full depth, random skipping and static pruning.",
+    help="Dynamic depth: train-routers fits Dr.LLM layer routers over a frozen model (compared "
+    "with full depth, random skipping and static pruning); train-mor trains a "
+    "Mixture-of-Recursions model (shared layers applied a per-token number of times).",
     no_args_is_help=True,
 )
 app.add_typer(depth_app, name="depth")
