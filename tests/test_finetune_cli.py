@@ -123,6 +123,14 @@ def test_bad_data_files_give_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_table_cells_keep_the_loss_digits_and_the_score_count() -> None:
+    from llm_eff.peft.table import cell
+
+    assert cell("heldout_loss", 5.0028) == "5.003"
+    assert cell("score", 0.5, {"n_scored": 2}) == "50.0% (n=2)"
+    assert cell("score", float("nan"), {"n_scored": 0}) == "-"
+
+
 def test_data_errors_name_the_line_and_the_empty_file(tmp_path: Path) -> None:
     from llm_eff.core.errors import UserError
     from llm_eff.peft.data import load_examples

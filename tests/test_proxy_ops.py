@@ -110,6 +110,12 @@ def test_serve_says_where_it_listens_logs_each_request_and_its_shutdown(tmp_path
         body = {"model": "cheap", "messages": [{"role": "user", "content": "secret prompt"}]}
         ok = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
         refused = httpx.post(f"{url}/v1/chat/completions", json={**body, "model": "x"})
+        router = httpx.post(
+            f"{url}/v1/chat/completions", json={**body, "model": "router-rules-0.4"}
+        )
+        assert router.status_code == 404
+        assert "routers need a config naming a weak and a strong upstream" in router.text
+        assert "its models: cheap" in router.text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) in (0, -signal.SIGTERM)  # uvicorn re-raises it, once done
     log = cfg.with_suffix(".log").read_text()
