@@ -272,3 +272,39 @@ def test_prepared_models_train_in_a_hugging_face_trainer(tmp_path: Path) -> None
     Trainer(model=model, args=args, train_dataset=data).train()
     assert not torch.equal(model.up_proj.weight, up_before)
     assert all(torch.equal(p.detach(), snapshot) for p, snapshot in frozen)
+
+
+@pytest.mark.parametrize("method", ["lst", "unipt"])
+def test_side_tuned_adapters_generate_through_the_backend_in_batches(
+    method: str, tmp_path: Path
+) -> None:
+    """An LST / UniPT adapter directory as an eval model: a batch of 2 prompts, n = 2, greedy
+    and sampled, as every other model (it used to raise for a batch or n > 1)."""
+    from llm_eff.backends.base import GenerationConfig
+    from llm_eff.backends.transformers_backend import TransformersBackend
+    from llm_eff.models import parse_model
+
+    torch.manual_seed(0)
+    model, _ = tiny_llama()
+    side = prepare(model, MethodConfig(method, reduction=2))
+    for p in side.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.5)  # a correction that changes the answers
+    save(side, tmp_path / method, MethodConfig(method, reduction=2), base_model="tiny-llama")
+    backend = TransformersBackend(parse_model(str(tmp_path / method)), batch_size=2)
+    prompts = ["def add(a, b):", "x"]  # different lengths: the batch is left-padded
+    greedy = backend.generate(prompts, GenerationConfig(max_new_tokens=6, n=2))
+    assert [len(group) for group in greedy] == [2, 2]
+    alone = [backend.generate([p], GenerationConfig(max_new_tokens=6))[0][0] for p in prompts]
+    for group, single in zip(greedy, alone, strict=True):
+        assert group[0].text == group[1].text == single.text
+        assert group[0].usage.prompt_tokens == single.usage.prompt_tokens
+        assert 0 < group[0].usage.completion_tokens <= 6
+    plain, _ = tiny_llama()
+    base = TransformersBackend(parse_model("tiny-llama"), model=plain, tokenizer=backend.tokenizer)
+    base_text = base.generate(prompts[:1], GenerationConfig(max_new_tokens=6))[0][0].text
+    assert base_text != alone[0].text  # the side network is in the loop
+    sampled = backend.generate(prompts, GenerationConfig(max_new_tokens=6, n=2, temperature=1.5,
+                                                         seed=1))  # fmt: skip
+    assert [len(group) for group in sampled] == [2, 2]
+    assert len({c.text for group in sampled for c in group}) > 1

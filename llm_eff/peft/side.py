@@ -172,24 +172,69 @@ class SideTuned(nn.Module):
     def generate(
         self,
         input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         max_new_tokens: int = 128,
         eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
+        do_sample: bool = False,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        num_return_sequences: int = 1,
+        stop_strings: list[str] | None = None,
+        tokenizer: Any = None,
         **_: Any,
     ) -> torch.Tensor:
-        """Greedy decoding of one sequence, with KV caches for backbone and side network."""
-        if input_ids.shape[0] != 1:
-            raise ValueError("side-tuned generation decodes one sequence at a time")
+        """Hugging Face's `generate` contract: a left-padded batch in, `num_return_sequences`
+        rows per prompt out (prompt row, then new tokens, padded after a stop), greedy or
+        sampled with temperature / top-p, stopping at EOS or a stop string. Each sequence is
+        decoded on its own with KV caches for the backbone and the side network."""
+        if eos_token_id is None:
+            eos_token_id = getattr(getattr(self.backbone, "generation_config", None),
+                                   "eos_token_id", None)  # fmt: skip
         stops = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or [])
+        pad = pad_token_id if pad_token_id is not None else next(iter(stops), 0)
+        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        rows: list[torch.Tensor] = []
+        for prompt, keep in zip(input_ids, mask.bool(), strict=True):
+            for _ in range(num_return_sequences):
+                new = self._decode_one(
+                    prompt[keep].unsqueeze(0), max_new_tokens, stops, do_sample,
+                    temperature or 1.0, top_p or 1.0, stop_strings, tokenizer,
+                )  # fmt: skip
+                rows.append(torch.cat([prompt, new]))
+        width = max(len(r) for r in rows)
+        out = torch.full((len(rows), width), pad, dtype=input_ids.dtype, device=input_ids.device)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = row
+        return out
+
+    def _decode_one(
+        self,
+        prompt: torch.Tensor,
+        max_new_tokens: int,
+        stops: set[int],
+        do_sample: bool,
+        temperature: float,
+        top_p: float,
+        stop_strings: list[str] | None,
+        tokenizer: Any,
+    ) -> torch.Tensor:
+        """New tokens for one unpadded prompt (1, T)."""
         cache: dict = {}
-        logits, past = self._run(input_ids, None, None, cache, 0)
-        tokens = input_ids
+        logits, past = self._run(prompt, None, None, cache, 0)
+        new: list[int] = []
         for _ in range(max_new_tokens):
-            nxt = logits[:, -1].argmax(-1, keepdim=True)
-            tokens = torch.cat([tokens, nxt], dim=1)
-            if int(nxt) in stops:
+            nxt = _next_token(logits[0, -1], do_sample, temperature, top_p)
+            new.append(nxt)
+            if nxt in stops:
                 break
-            logits, past = self._run(nxt, None, past, cache, tokens.shape[1] - 1)
-        return tokens
+            if stop_strings and tokenizer is not None:
+                text = tokenizer.decode(new, skip_special_tokens=True)
+                if any(stop in text for stop in stop_strings):
+                    break
+            step = torch.tensor([[nxt]], device=prompt.device)
+            logits, past = self._run(step, None, past, cache, prompt.shape[1] + len(new) - 1)
+        return torch.tensor(new, dtype=prompt.dtype, device=prompt.device)
 
     def save_pretrained(self, out_dir: str | Path) -> None:
         """Write `adapter_config.json` and `adapter_model.safetensors` (side network only)."""
@@ -225,3 +270,16 @@ class SideTuned(nn.Module):
                 f"(missing {side_missing[:3]}, unexpected {list(unexpected)[:3]})"
             )
         return model
+
+
+def _next_token(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float) -> int:
+    """The argmax, or a sample at `temperature` from the smallest set holding `top_p`."""
+    if not do_sample:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / max(temperature, 1e-5), dim=-1)
+    if top_p < 1.0:
+        ordered, index = probs.sort(descending=True)
+        outside = ordered.cumsum(0) - ordered > top_p  # keep the first token always
+        ordered[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter(0, index, ordered)
+    return int(torch.multinomial(probs / probs.sum(), 1))
