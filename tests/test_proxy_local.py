@@ -127,3 +127,30 @@ def test_the_official_client_gets_chat_and_stream_with_usage(local_proxy):
     assert chunks[-1].usage.completion_tokens == 5
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == reply.choices[0].message.content  # greedy: the same answer both ways
+
+
+def test_a_conversation_reaches_the_model_whole(local_proxy):
+    """System, user and assistant turns all go through the chat template: the prompt is longer
+    by the assistant turn, and the greedy answer depends on what the assistant said before."""
+    url, upstream = local_proxy
+
+    def ask(said: str) -> dict:
+        messages = [
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "Pick a colour."},
+            {"role": "assistant", "content": said},
+            {"role": "user", "content": "Say it again."},
+        ]
+        r = httpx.post(f"{url}/v1/chat/completions", timeout=60,
+                       json={"model": "tiny", "messages": messages, "max_tokens": 8})  # fmt: skip
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    blue, long = ask("blue"), ask("a deep ultramarine blue, like the evening sea")
+    without = upstream._encode([{"role": "user", "content": "Say it again."}])
+    assert blue["usage"]["prompt_tokens"] > len(without)
+    extra = len(upstream.tokenizer("a deep ultramarine blue, like the evening sea")["input_ids"])
+    grown = long["usage"]["prompt_tokens"] - blue["usage"]["prompt_tokens"]
+    assert grown >= extra - len(upstream.tokenizer("blue")["input_ids"]) - 1
+    answers = {ask(said)["choices"][0]["message"]["content"] for said in ("blue", "red", "green")}
+    assert len(answers) > 1  # the earlier assistant turn changes the answer
