@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from llm_eff.core.types import Task
 from llm_eff.sandbox.outcome import TestOutcome
@@ -25,7 +25,6 @@ class Benchmark:
     reference: Callable[[Task], str]
     description: str = ""
     stop: tuple[str, ...] = ()
-    options: dict = field(default_factory=dict)
     program: Callable[[Task, str], str] | None = None
     solve: Callable[..., list] | None = None  # (pipeline, backend, tasks, config) -> completions
 

@@ -13,13 +13,10 @@ from llm_eff.core.types import Attempt
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in [0, 100]); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    """Linear-interpolated percentile (q in [0, 100], numpy's default method); NaN for none."""
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else math.nan
 
 
 @dataclass

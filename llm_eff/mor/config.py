@@ -91,11 +91,6 @@ class MoRConfig(PretrainedConfig):
         first, last = self.unshared_layers
         return (self.num_hidden_layers - first - last) // self.num_recursions
 
-    @property
-    def unique_layers(self) -> int:
-        """Distinct layers holding parameters."""
-        return sum(self.unshared_layers) + self.block_size
-
     def check(self) -> None:
         """Raise ValueError, naming the setting, for any invalid sharing/recursion setting."""
         n_r, depth = self.num_recursions, self.num_hidden_layers

@@ -72,13 +72,6 @@ class RewardResult:
     reference_s: float | None = None
     reason: str = ""
 
-    @property
-    def speedup(self) -> float | None:
-        """t_ref / t_gen for a passing program (> 1: faster than the reference)."""
-        if self.runtime_s is None or not self.reference_s:
-            return None
-        return self.reference_s / max(self.runtime_s, 1e-9)
-
 
 def speed_reward(runtime_s: float, reference_s: float, config: RewardConfig) -> float:
     """The reward of a passing program that runs in `runtime_s` against `reference_s`."""
