@@ -112,7 +112,7 @@ def test_bad_data_files_give_one_line(tmp_path: Path) -> None:
     other.write_text("hello")
     cases = [
         (wrong, "needs 'prompt' and 'completion' columns or a 'messages' column"),
-        (broken, "broken.jsonl line 1: not valid JSON"),
+        (broken, "broken.jsonl:1: malformed JSON line"),
         (other, "unsupported data format"),
         (tmp_path / "missing.jsonl", "data not found"),
     ]
@@ -137,11 +137,11 @@ def test_data_errors_name_the_line_and_the_empty_file(tmp_path: Path) -> None:
 
     good = json.dumps({"prompt": "q", "completion": "a"})
     cases = {
-        "empty.jsonl": ("", "empty.jsonl: no examples (the file is empty)"),
-        "blank.jsonl": ("\n\n", "blank.jsonl: no examples (the file is empty)"),
-        "line2.jsonl": (good + '\n{"prompt": "q",\n', "line2.jsonl line 2: not valid JSON"),
-        "line3.jsonl": (good + "\n\n[1, 2]\n", "line3.jsonl line 3: expected a JSON object"),
-        "empty.csv": ("", "empty.csv: no examples (the file is empty)"),
+        "empty.jsonl": ("", "empty.jsonl: no records"),
+        "blank.jsonl": ("\n\n", "blank.jsonl: no records"),
+        "line2.jsonl": (good + '\n{"prompt": "q",\n', "line2.jsonl:2: malformed JSON line"),
+        "line3.jsonl": (good + "\n\n[1, 2]\n", "line3.jsonl:3: expected a JSON object"),
+        "empty.csv": ("", "empty.csv: no records (the file is empty)"),
     }
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
@@ -151,7 +151,7 @@ def test_data_errors_name_the_line_and_the_empty_file(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "a.jsonl").write_text(good + "\n")
     (folder / "b.jsonl").write_text(good + "\nnot json\n")
-    with pytest.raises(UserError, match=re.escape("b.jsonl line 2: not valid JSON")):
+    with pytest.raises(UserError, match=re.escape("b.jsonl:2: malformed JSON line")):
         load_examples(folder)
 
 

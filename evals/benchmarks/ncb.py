@@ -15,8 +15,8 @@ from pathlib import Path
 
 from evals.benchmarks.base import Benchmark
 from evals.benchmarks.extract import extract_code
-from evals.benchmarks.jsonl import read_jsonl
 from llm_eff.core.errors import UserError
+from llm_eff.core.jsonl import read_jsonl
 from llm_eff.core.types import Task
 from llm_eff.sandbox import Limits, TestOutcome, run_java_tests, run_python_tests
 

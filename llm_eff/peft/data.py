@@ -29,23 +29,10 @@ class Example:
 
 def _check_json_lines(path: Path) -> None:
     """UserError naming the first line of a JSONL file that is not a JSON object, or saying the
-    file is empty (the `datasets` reader reports neither in terms a user can act on)."""
-    import json
+    file has no records (the `datasets` reader reports neither in terms a user can act on)."""
+    from llm_eff.core.jsonl import read_jsonl
 
-    seen = False
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path} line {number}: expected a JSON object, got {row!r:.40}")
-            seen = True
-    if not seen:
-        raise UserError(f"{path}: no examples (the file is empty)")
+    read_jsonl(path)
 
 
 def _dataset(path: Path) -> Any:
@@ -71,7 +58,7 @@ def _dataset(path: Path) -> Any:
     if path.suffix == ".jsonl":
         _check_json_lines(path)
     elif path.stat().st_size == 0:
-        raise UserError(f"{path}: no examples (the file is empty)")
+        raise UserError(f"{path}: no records (the file is empty)")
     return datasets.load_dataset(FORMATS[path.suffix], data_files=str(path), split="train")
 
 
