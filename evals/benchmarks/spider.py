@@ -3,7 +3,7 @@
 
 Examples become prompt/completion pairs (question plus a compact schema to the gold SQL), split
 by database so that the test questions come from databases never seen in training. Scoring is
-exact match after sqlglot normalisation (`evals.metrics.match.sql_match`).
+exact match after sqlglot normalisation (`llm_eff.core.match.sql_match`).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def load_spider_dev(directory: str | None, cache_dir: str | Path | None = None) 
 
     from evals.benchmarks.base import Benchmark
     from evals.benchmarks.spider_db import build_databases, execution_match, run_query
-    from evals.metrics.match import extract_sql
+    from llm_eff.core.match import extract_sql
     from llm_eff.core.types import Task
     from llm_eff.models.embedded import cache_root
     from llm_eff.sandbox.outcome import TestOutcome

@@ -171,7 +171,7 @@ def score(
     on_item: Callable[[], None] | None = None,
 ) -> float:
     """Fraction of `examples` whose greedy answer matches the reference under `metric`."""
-    from evals.metrics.match import SCORERS
+    from llm_eff.core.match import SCORERS
 
     if metric not in SCORERS:
         raise UserError(f"unknown metric '{metric}': use {', '.join(SCORERS)}")
@@ -279,7 +279,7 @@ def finetune(
     train_examples, eval_examples = split_eval(
         examples, given_eval, train.eval_fraction, train.seed
     )
-    from evals.metrics.match import SCORERS
+    from llm_eff.core.match import SCORERS
 
     if train.metric not in SCORERS:
         raise UserError(f"unknown metric '{train.metric}': use {', '.join(SCORERS)}")

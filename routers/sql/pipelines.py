@@ -87,7 +87,7 @@ def _sql_prompt(question: str, schema: str, hints: str = "") -> str:
 
 
 def _extract(text: str) -> str:
-    from evals.metrics.match import extract_sql
+    from llm_eff.core.match import extract_sql
 
     return extract_sql(text)
 
