@@ -34,7 +34,6 @@ KNOWN_UPWARD = {
     ("llm_eff.backends.transformers_backend", "llm_eff.mor"),
     ("llm_eff.backends.transformers_backend", "llm_eff.peft.api"),
     ("llm_eff.models.registry", "llm_eff.depth.router"),
-    ("llm_eff.rl.train", "evals.benchmarks.registry"),
 }
 
 

@@ -21,6 +21,11 @@ TASKS = {t.id.split("/", 1)[1]: t for t in efficiency_tasks()}
 FAST = RewardConfig(timeout_s=4.0, repeats=3, min_round_s=0.01)
 
 
+def _train_tasks():  # noqa: ANN202 - an evals Benchmark
+    """The efficiency training split, loaded by the caller as the CLI does."""
+    return load_efficiency("train")
+
+
 def test_reward_order_syntax_error_failure_slow_fast() -> None:
     task = TASKS["has_duplicates"]
     reward = ExecutionReward(FAST)
@@ -184,7 +189,7 @@ def test_one_ppo_step_on_a_tiny_model_changes_the_adapter(tmp_path: Path) -> Non
     out = tmp_path / "ppo"
     settings = {"steps": 1, "batch_size": 2, "samples_per_prompt": 2, "max_new_tokens": 12,
                 "minibatch_size": 2, "save_every": 1, "learning_rate": 1e-2}  # fmt: skip
-    summary = rl_train("ppo", "tiny-llama", "efficiency:train", out, settings, FAST, rank=4)
+    summary = rl_train("ppo", "tiny-llama", _train_tasks(), out, settings, FAST, rank=4)
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [h["step"] for h in log] == [1] and summary["steps_logged"] == 1
     for key in ("reward_mean", "kl_to_ref", "clip_frac", "value_loss", "pass_rate"):
@@ -193,7 +198,7 @@ def test_one_ppo_step_on_a_tiny_model_changes_the_adapter(tmp_path: Path) -> Non
     weights = load_file(str(out / "adapter_model.safetensors"))
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
     with pytest.raises(UserError, match="different run.*settings"):
-        rl_train("ppo", "tiny-llama", "efficiency:train", out,
+        rl_train("ppo", "tiny-llama", _train_tasks(), out,
                  {**settings, "learning_rate": 1e-3}, FAST, rank=4)  # fmt: skip
 
 
@@ -203,7 +208,7 @@ def test_a_killed_ppo_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     settings = {"steps": 2, "batch_size": 1, "samples_per_prompt": 2, "max_new_tokens": 8,
                 "minibatch_size": 2, "save_every": 1, "learning_rate": 1e-2}  # fmt: skip
     whole = tmp_path / "whole"
-    rl_train("ppo", "tiny-llama", "efficiency:train", whole, settings, FAST, rank=4)
+    rl_train("ppo", "tiny-llama", _train_tasks(), whole, settings, FAST, rank=4)
 
     def killed_after_step_one(step: int, _total: int, _stats: dict) -> None:
         if step == 1:
@@ -211,9 +216,9 @@ def test_a_killed_ppo_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
     split = tmp_path / "split"
     with pytest.raises(KeyboardInterrupt):
-        rl_train("ppo", "tiny-llama", "efficiency:train", split, settings, FAST, 4,
+        rl_train("ppo", "tiny-llama", _train_tasks(), split, settings, FAST, 4,
                  killed_after_step_one)  # fmt: skip
-    rl_train("ppo", "tiny-llama", "efficiency:train", split, settings, FAST, rank=4)
+    rl_train("ppo", "tiny-llama", _train_tasks(), split, settings, FAST, rank=4)
 
     def log(out: Path) -> list[dict]:
         return [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
@@ -229,7 +234,7 @@ def test_one_grpo_step_on_a_tiny_model_through_trl(tmp_path: Path) -> None:
     out = tmp_path / "grpo"
     settings = {"steps": 1, "batch_size": 4, "num_generations": 2, "max_new_tokens": 12,
                 "save_every": 1}  # fmt: skip
-    summary = rl_train("grpo", "tiny-llama", "efficiency:train", out, settings, FAST, rank=4)
+    summary = rl_train("grpo", "tiny-llama", _train_tasks(), out, settings, FAST, rank=4)
     assert summary["steps_logged"] == 1
     assert -1.0 <= summary["last"]["reward"] <= 1.0
     assert (out / "adapter_config.json").is_file() and (out / "trl" / "checkpoint-1").is_dir()
@@ -274,7 +279,7 @@ def test_a_saved_adapter_is_an_eval_system(tmp_path: Path) -> None:
     out = tmp_path / "adapter"
     settings = {"steps": 1, "batch_size": 1, "samples_per_prompt": 2, "max_new_tokens": 8,
                 "minibatch_size": 2}  # fmt: skip
-    rl_train("ppo", "tiny-llama", "efficiency:train", out, settings, FAST, rank=4)
+    rl_train("ppo", "tiny-llama", _train_tasks(), out, settings, FAST, rank=4)
     bench = load_efficiency("test")
     log = RunLog(tmp_path / "run.jsonl")
     run_system(bench, parse_system(f"{out}:max_tokens=8"), log, RunOptions(limit=2))

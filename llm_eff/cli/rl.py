@@ -79,8 +79,9 @@ def train_command(
     Rerun the same command to resume from the last checkpoint. Evaluate the result with
     `llm-eff eval --bench efficiency:test --system smollm2-135m --system OUT`."""
 
+    from evals.benchmarks.registry import load_benchmark
     from llm_eff.core.errors import UserError
-    from llm_eff.rl.train import ALGOS, load_tasks, rl_train
+    from llm_eff.rl.train import ALGOS, check_tasks, rl_train
 
     if algo == "ppo":
         settings: dict[str, Any] = {
@@ -97,7 +98,7 @@ def train_command(
     rewards = _reward_config(reward_config, timeout)
     if algo not in ALGOS:
         raise UserError(f"unknown algorithm '{algo}' (use {' or '.join(ALGOS)})")
-    load_tasks(tasks)  # bad task specs fail here, before any progress bar
+    benchmark = check_tasks(load_benchmark(tasks))  # bad task specs fail here, before any bar
     with progress_bar(console) as bar:
         job = bar.add_task(f"{algo} steps", total=steps)
 
@@ -105,7 +106,7 @@ def train_command(
             reward = stats.get("reward_mean", stats.get("reward", math.nan))
             bar.update(job, completed=step, description=f"{algo} steps (reward {reward:+.3f})")
 
-        summary = rl_train(algo, model, tasks, out, settings, rewards, rank, progress)
+        summary = rl_train(algo, model, benchmark, out, settings, rewards, rank, progress)
     last = summary["last"]
     shown = {k: last[k] for k in ("reward_mean", "reward", "pass_rate", "kl_to_ref") if k in last}
     console.print(f"saved the {algo} adapter to {out}; last step: {shown}")

@@ -46,13 +46,11 @@ def make_scorer(benchmark: Any, reward: ExecutionReward, workers: int = 2) -> Sc
     return score
 
 
-def load_tasks(bench_spec: str) -> Any:
-    """The benchmark for `bench_spec`, checked usable for RL (Python tasks, each with tests)."""
-    from evals.benchmarks.registry import load_benchmark
-
-    benchmark = load_benchmark(bench_spec)
+def check_tasks(benchmark: Any) -> Any:
+    """`benchmark` (an evals Benchmark, loaded by the caller), checked usable for RL: Python
+    tasks, each with tests. RL takes benchmarks from above and never loads them itself."""
     if not benchmark.tasks:
-        raise UserError(f"benchmark {bench_spec} has no tasks")
+        raise UserError(f"benchmark {benchmark.name} has no tasks")
     for task in benchmark.tasks:
         check_task(task)
     return benchmark
@@ -94,21 +92,22 @@ def _check_resume(out: Path, run: dict[str, Any]) -> None:
 
 
 def rl_train(
-    algo: str, model_spec: str, bench_spec: str, out: Path, settings: dict[str, Any],
+    algo: str, model_spec: str, benchmark: Any, out: Path, settings: dict[str, Any],
     reward_config: RewardConfig | None = None, rank: int = 8, progress: Progress = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train with `algo` ('ppo' or 'grpo'); returns the summary also written to `out`."""
+    """Train with `algo` ('ppo' or 'grpo') on `benchmark`'s tasks (an evals Benchmark); returns
+    the summary also written to `out`."""
     if algo not in ALGOS:
         raise UserError(f"unknown algorithm '{algo}' (use {' or '.join(ALGOS)})")
     config = PPOConfig.from_dict(settings) if algo == "ppo" else GRPOSettings.from_dict(settings)
     reward_config = reward_config or RewardConfig()
     run = {
-        "algo": algo, "model": model_spec, "tasks": bench_spec, "settings": asdict(config),
+        "algo": algo, "model": model_spec, "tasks": benchmark.name, "settings": asdict(config),
         "reward": reward_config.to_dict(), "rank": rank,
     }  # fmt: skip
     out = Path(out)
     _check_resume(out, run)
-    benchmark = load_tasks(bench_spec)
+    check_tasks(benchmark)
     policy, tokenizer = load_policy(model_spec, rank)
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
