@@ -29,6 +29,7 @@ def train(algo: str, args: argparse.Namespace, console) -> float:  # noqa: ANN00
     """Train (or resume) one adapter; returns its total training seconds."""
     from rich.progress import Progress
 
+    from evals.benchmarks.registry import load_benchmark
     from llm_eff.rl.reward import RewardConfig
     from llm_eff.rl.train import rl_train
 
@@ -45,7 +46,7 @@ def train(algo: str, args: argparse.Namespace, console) -> float:  # noqa: ANN00
     started = time.perf_counter()
     with Progress(console=console) as bar:
         job = bar.add_task(f"{algo} training", total=steps)
-        summary = rl_train(algo, args.model, "efficiency:train", out, settings,
+        summary = rl_train(algo, args.model, load_benchmark("efficiency:train"), out, settings,
                            RewardConfig(timeout_s=5.0), rank=8,
                            progress=lambda s, t, _: bar.update(job, completed=s))  # fmt: skip
     total = before + (time.perf_counter() - started if summary["steps_logged"] else 0.0)
