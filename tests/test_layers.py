@@ -30,10 +30,6 @@ KNOWN_UPWARD = {
     ("evals.runner", "routers.cascade"),
     ("evals.runner", "routers.sql.routed"),
     ("evals.systems", "routers.sql.routed"),
-    ("llm_eff.backends.transformers_backend", "llm_eff.depth.router"),
-    ("llm_eff.backends.transformers_backend", "llm_eff.mor"),
-    ("llm_eff.backends.transformers_backend", "llm_eff.peft.api"),
-    ("llm_eff.models.registry", "llm_eff.depth.router"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from llm_eff.backends.base import Backend, Completion, GenerationConfig
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
-from llm_eff.models.registry import ModelRef
+from llm_eff.models.registry import ModelRef, model_kinds
 
 
 def make_backend(
@@ -23,7 +23,8 @@ def make_backend(
     if engine == "vllm":
         from llm_eff.backends.vllm_backend import VLLMBackend
 
-        if ref.kind in ("adapter", "drllm"):
+        kind = model_kinds().get(ref.kind)
+        if kind is not None and not kind.vllm:
             raise UserError(f"{ref.kind} systems run on the transformers engine, not vllm")
         path = ref.path
         if ref.kind == "embedded":

@@ -14,7 +14,7 @@ from typing import Any
 from llm_eff.backends.base import Completion, GenerationConfig, chat_messages, truncate_at_stop
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
 from llm_eff.core.types import Usage
-from llm_eff.models.registry import ModelRef
+from llm_eff.models.registry import ModelRef, model_kinds
 
 
 def load_local(ref: ModelRef) -> tuple[Any, Any]:
@@ -24,24 +24,13 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    if ref.kind == "tiny":
+    kind = model_kinds().get(ref.kind)
+    if kind is not None:  # a technique's format (adapter, Dr.LLM, MoR): its owner loads it
+        model, tok = kind.load(ref)
+    elif ref.kind == "tiny":
         from llm_eff.models.tiny import tiny_llama
 
         model, tok = tiny_llama()
-    elif ref.kind == "drllm":
-        from llm_eff.depth.router import load_drllm, read_config
-        from llm_eff.models import parse_model
-
-        base, tok = load_local(parse_model(read_config(ref.path)["base_model"]))
-        model = load_drllm(ref.path, base)
-    elif ref.kind == "adapter":
-        from llm_eff.models import parse_model
-        from llm_eff.peft.api import base_model_of, load
-
-        base, tok = load_local(parse_model(base_model_of(ref.path)))
-        model = load(base, ref.path)
-        if hasattr(model, "merge_and_unload"):  # LoRA: fold the adapter into the weights
-            model = model.merge_and_unload()
     else:
         if ref.kind == "embedded":
             from llm_eff.models.embedded import embedded_model_dir
@@ -49,8 +38,6 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
             path = str(embedded_model_dir())
         else:
             path = ref.path
-        import llm_eff.mor  # noqa: F401 - registers saved Mixture-of-Recursions models
-
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
@@ -139,10 +126,13 @@ class TransformersBackend:
 
         enc = self._encode(prompts, config).to(self.device)
         sample = config.temperature > 0
+        # greedy answers are all alike (and transformers refuses n > 1 without sampling):
+        # decode each prompt once and copy the answer n times
+        copies = 1 if sample else config.n
         kwargs: dict[str, Any] = {
             "max_new_tokens": config.max_new_tokens,
             "do_sample": sample,
-            "num_return_sequences": config.n,
+            "num_return_sequences": config.n // copies,
             "pad_token_id": self.tokenizer.pad_token_id,
         }
         if sample:
@@ -159,6 +149,10 @@ class TransformersBackend:
         with torch.inference_mode():
             generated = self.model.generate(**enc, **kwargs)
         wall = time.perf_counter() - start
+        depth = _depth_per_row(self.model, len(prompts), config.n // copies)
+        if copies > 1:
+            generated = generated.repeat_interleave(copies, dim=0)
+            depth = [row for row in depth for _ in range(copies)]
         prompt_len = enc["input_ids"].shape[1]
         prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
         new = generated[:, prompt_len:]
@@ -167,10 +161,9 @@ class TransformersBackend:
         for row in new.tolist():
             n = next((i + 1 for i, t in enumerate(row) if t in stop_ids), len(row))
             lengths.append(n)
-        total_tokens = sum(prompt_tokens) * config.n + sum(lengths)
+        total_tokens = (sum(prompt_tokens) * config.n + sum(lengths)) / copies  # processed
         price = local_price(self.hardware_dollars_per_hour, total_tokens / wall if wall else 0.0)
         peak = _peak_memory_bytes(self.device)
-        depth = _depth_per_row(self.model, len(prompts), config.n)
         results: list[list[Completion]] = []
         for i in range(len(prompts)):
             group = []

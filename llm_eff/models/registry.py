@@ -8,16 +8,25 @@
                              loaded over the base model it records
     drllm:DIR                Dr.LLM routers (`llm-eff depth train-routers`) over the base
                              model they record; attempts report layers executed
+    DIR (config.json of model_type "mor")
+                             a Mixture-of-Recursions model (`llm-eff depth train-mor`)
     api:ID  or  PROVIDER/ID  an API model through LiteLLM (e.g. openai/gpt-4o-mini), optionally
                              at an OpenAI-compatible `api_base`
 Nothing is downloaded: hub ids that are not local directories are treated as API models only
 when written with a provider prefix LiteLLM knows; anything else is an unknown model.
+
+Kinds whose format belongs to a technique (adapters: `llm_eff.peft`; Dr.LLM routers:
+`llm_eff.depth`; MoR models: `llm_eff.mor`) are registered by their owner as a `ModelKind`
+under the entry-point group `llm_eff.model_kinds` (see pyproject.toml), so this layer never
+imports them. A new kind is one module plus one entry-point line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llm_eff.core.errors import UserError
 from llm_eff.models import embedded
@@ -42,6 +51,44 @@ class ModelRef:
         return self.kind != "api"
 
 
+@dataclass(frozen=True)
+class ModelKind:
+    """A kind of model string, registered by the package that owns its on-disk format.
+
+    `parse(spec)` claims a model string (a ModelRef) or returns None; it raises UserError for a
+    string it claims but cannot use. `load(ref)` returns (model, tokenizer) in eval mode.
+    `vllm`: whether the vLLM engine can serve it.
+    """
+
+    name: str
+    parse: Callable[[str], ModelRef | None]
+    load: Callable[[ModelRef], tuple[Any, Any]]
+    vllm: bool = False
+
+
+ENTRY_POINT_GROUP = "llm_eff.model_kinds"
+_KINDS: dict[str, ModelKind] = {}
+_discovered = False
+
+
+def register_model_kind(kind: ModelKind) -> None:
+    """Add (or replace) a model kind; consulted before the built-in hf and API kinds."""
+    _KINDS[kind.name] = kind
+
+
+def model_kinds() -> dict[str, ModelKind]:
+    """The registered kinds, discovering the installed ones (entry points) on first use."""
+    global _discovered
+    if not _discovered:
+        from importlib.metadata import entry_points
+
+        _discovered = True
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            kind = point.load()
+            _KINDS.setdefault(kind.name, kind)
+    return dict(_KINDS)
+
+
 def _known_providers() -> set[str]:
     import os
 
@@ -58,15 +105,10 @@ def parse_model(spec: str) -> ModelRef:
         return ModelRef("embedded", spec)
     if spec == "tiny-llama":
         return ModelRef("tiny", spec)
-    if spec.startswith("drllm:"):
-        path = Path(spec.removeprefix("drllm:")).expanduser()
-        from llm_eff.depth.router import read_config
-
-        read_config(path)  # UserError unless it holds routers
-        return ModelRef("drllm", f"drllm:{path.resolve().name}", str(path.resolve()))
-    if Path(spec).is_dir() and (Path(spec) / "adapter_config.json").is_file():
-        path = Path(spec).expanduser()
-        return ModelRef("adapter", path.resolve().name, str(path.resolve()))
+    for kind in model_kinds().values():
+        ref = kind.parse(spec)
+        if ref is not None:
+            return ref
     if spec.startswith("hf:") or Path(spec).is_dir():
         path = Path(spec.removeprefix("hf:")).expanduser()
         if not (path / "config.json").is_file():

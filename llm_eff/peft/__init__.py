@@ -13,8 +13,22 @@ Methods (each module's docstring names its paper):
 `llm_eff.peft.train.finetune` (and `llm-eff finetune`) trains, saves, reloads and evaluates one.
 """
 
-from llm_eff.peft.api import load, method_of, parameter_counts, prepare, save, weights_size
+from typing import Any
+
 from llm_eff.peft.config import METHODS, MethodConfig, canonical_method
+
+_API = ("load", "method_of", "parameter_counts", "prepare", "save", "weights_size")
+
+
+def __getattr__(name: str) -> Any:
+    """The torch-backed functions of `llm_eff.peft.api`, imported on first use (so that the
+    package, and its model kind, load without torch)."""
+    if name in _API:
+        from llm_eff.peft import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'llm_eff.peft' has no attribute {name!r}")
+
 
 __all__ = [
     "METHODS",
