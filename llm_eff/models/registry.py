@@ -120,8 +120,17 @@ def parse_model(spec: str) -> ModelRef:
     if provider and provider in _known_providers():
         return ModelRef("api", spec)
     known = ", ".join(LOCAL_NAMES)
+    stale = (
+        ""
+        if model_kinds()
+        else (
+            " (no adapter, drllm or MoR kinds are registered: reinstall the package, "
+            "e.g. bash scripts/install.sh)"
+        )
+    )
     raise UserError(
         f"unknown model '{spec}': use {known}, hf:DIR, or an API id such as openai/gpt-4o-mini"
+        + stale
     )
 
 
