@@ -78,7 +78,9 @@ def test_sigkill_under_load_keeps_spend_log_whole(tmp_path: Path):
     ).fetchall()
     conn.close()
     assert all(None not in row for row in rows)  # no partial rows
-    assert before_window <= sum(1 for r in rows if r[5] == 200) <= len(done)
+    # a row can be written for an answer that the kill stopped on its way to the client: at
+    # most one per client thread (each has one request in flight)
+    assert before_window <= sum(1 for r in rows if r[5] == 200) <= len(done) + len(threads)
 
     # the same database through the operator's commands
     created = cli("keys", "create", "team-b", "--config", str(cfg), "--budget", "2.5")
