@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from llm_eff.cli.app import app, friendly, make_console, progress_bar
+from llm_eff.peft.methods import method_help
 
 
 @app.command("finetune")
@@ -21,7 +22,7 @@ def finetune_command(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Directory to write the adapter (or model) to.")],
-    method: Annotated[str, typer.Option(help="lora | qlora | lst | unipt | bit1 | full")] = "lora",
+    method: Annotated[str, typer.Option(help=method_help())] = "lora",
     model: Annotated[
         str, typer.Option(help="Base model: smollm2-135m, tiny-llama or hf:DIR.")
     ] = "smollm2-135m",

@@ -25,25 +25,10 @@ def prepare(model: nn.Module, config: MethodConfig | str) -> nn.Module:
     The result trains in a normal Hugging Face `Trainer` or accelerate loop: calling it with
     `input_ids`, `attention_mask` and `labels` returns an output with `.loss`.
     """
+    from llm_eff.peft.methods import get_method
+
     config = _as_config(config)
-    if config.method in ("lora", "qlora"):
-        from llm_eff.peft.lora import prepare_lora
-
-        return prepare_lora(model, config)
-    if config.method == "bit1":
-        from llm_eff.peft.binary import prepare_binary
-
-        return prepare_binary(model, config)
-    if config.method == "lst":
-        from llm_eff.peft.ladder import LadderSideModel
-
-        return LadderSideModel(model, config)
-    if config.method == "unipt":
-        from llm_eff.peft.unipt import UniPTModel
-
-        return UniPTModel(model, config)
-    model.requires_grad_(True)
-    return model
+    return get_method(config.method).prepare(model, config)
 
 
 def save(
@@ -58,12 +43,9 @@ def save(
     if base_model:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / BASE_FILE).write_text(json.dumps({"model": base_model}) + "\n")
-    if config.method == "bit1":
-        from llm_eff.peft.binary import save_binary
+    from llm_eff.peft.methods import get_method
 
-        save_binary(model, out_dir, config)
-    else:
-        model.save_pretrained(str(out_dir))
+    get_method(config.method).save(model, Path(out_dir), config)
 
 
 def method_of(adapter_dir: str | Path) -> str:
@@ -99,34 +81,17 @@ def base_model_of(adapter_dir: str | Path) -> str:
 def load(model: nn.Module | None, adapter_dir: str | Path) -> Any:
     """Open any saved adapter over the base `model`, reading which method from its config.
 
-    LoRA/QLoRA go through `peft.PeftModel.from_pretrained`; 1-bit adapters through peft's LoRA
-    with their packed weights; LST and UniPT through their own `from_pretrained`; a fully
-    fine-tuned model directory is loaded by itself (`model` is then not needed).
+    Each method loads its own (`llm_eff.peft.methods`): LoRA and its variants through
+    `peft.PeftModel.from_pretrained`, 1-bit adapters through peft's LoRA with their packed
+    weights, LST and UniPT through their own `from_pretrained`; a fully fine-tuned model
+    directory is loaded by itself (`model` is then not needed).
     """
-    method = method_of(adapter_dir)
-    if method == "full":
-        from transformers import AutoModelForCausalLM
+    from llm_eff.peft.methods import get_method
 
-        return AutoModelForCausalLM.from_pretrained(str(adapter_dir))
-    if model is None:
-        raise UserError(f"{adapter_dir}: a {method} adapter needs its base model")
-    if method == "lora":
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(model, str(adapter_dir))
-    if method == "bit1":
-        from llm_eff.peft.binary import load_binary
-
-        return load_binary(model, adapter_dir)
-    if method == "lst":
-        from llm_eff.peft.ladder import LadderSideModel
-
-        return LadderSideModel.from_pretrained(model, adapter_dir)
-    if method == "unipt":
-        from llm_eff.peft.unipt import UniPTModel
-
-        return UniPTModel.from_pretrained(model, adapter_dir)
-    raise UserError(f"{adapter_dir}: unknown method {method!r}")
+    method = get_method(method_of(adapter_dir))
+    if model is None and method.name != "full":
+        raise UserError(f"{adapter_dir}: a {method.name} adapter needs its base model")
+    return method.load(model, Path(adapter_dir))
 
 
 def parameter_counts(model: nn.Module) -> tuple[int, int]:

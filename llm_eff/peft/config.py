@@ -7,18 +7,23 @@ from typing import Any
 
 from llm_eff.core.errors import UserError
 
-METHODS = ("lora", "qlora", "lst", "unipt", "bit1", "full")
-ALIASES = {"bitfit1": "bit1", "1bit": "bit1", "ladder": "lst"}
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def canonical_method(name: str) -> str:
-    """The canonical method name; UserError for an unknown one."""
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in METHODS:
-        raise UserError(f"unknown method '{name}': use one of {', '.join(METHODS)}")
-    return key
+    """The canonical method name (see `llm_eff.peft.methods`); UserError for an unknown one."""
+    from llm_eff.peft.methods import get_method
+
+    return get_method(name).name
+
+
+def __getattr__(name: str) -> Any:
+    """`METHODS`: the registered method names, in their listed order."""
+    if name == "METHODS":
+        from llm_eff.peft.methods import methods
+
+        return tuple(methods())
+    raise AttributeError(f"module 'llm_eff.peft.config' has no attribute {name!r}")
 
 
 @dataclass

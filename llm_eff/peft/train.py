@@ -26,14 +26,6 @@ from llm_eff.peft.data import Example, batches, load_examples, prompt_text, toke
 from llm_eff.peft.loss import training_loss
 from llm_eff.peft.memory import PeakMemory
 
-DEFAULT_LR = {
-    "lora": 2e-4,
-    "qlora": 2e-4,
-    "bit1": 5e-4,
-    "lst": 3e-3,
-    "unipt": 1e-3,
-    "full": 2e-5,
-}
 RUN_FILE = "llm_eff_finetune.json"
 
 
@@ -55,7 +47,9 @@ class TrainConfig:
 
     def learning_rate(self, method: str) -> float:
         """The configured rate, or the method's default."""
-        return self.lr if self.lr is not None else DEFAULT_LR[method]
+        from llm_eff.peft.methods import get_method
+
+        return self.lr if self.lr is not None else get_method(method).default_lr
 
 
 @dataclass
@@ -229,7 +223,9 @@ def load_base(model_spec: str, method: str) -> tuple[Any, Any]:
     ref = parse_model(model_spec)
     if not ref.is_local:
         raise UserError(f"cannot fine-tune an API model ({model_spec}); use a local model")
-    if method != "qlora":
+    from llm_eff.peft.methods import get_method
+
+    if not get_method(method).quantized_base:
         return load_local(ref)
     from transformers import AutoModelForCausalLM
 
