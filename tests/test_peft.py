@@ -308,3 +308,27 @@ def test_side_tuned_adapters_generate_through_the_backend_in_batches(
                                                          seed=1))  # fmt: skip
     assert [len(group) for group in sampled] == [2, 2]
     assert len({c.text for group in sampled for c in group}) > 1
+
+
+def test_dora_and_rslora_are_peft_lora_variants_that_reload_exactly(tmp_path: Path) -> None:
+    ids = torch.randint(0, 300, (2, 6))
+    for method in ("dora", "rslora"):
+        torch.manual_seed(0)
+        config = MethodConfig(method, rank=4, alpha=8.0)
+        model = prepare(tiny_llama()[0], config)
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        assert trainable and all("lora_" in n for n in trainable)
+        layer = next(m for m in model.modules() if isinstance(getattr(m, "scaling", None), dict))
+        if method == "dora":
+            assert any("lora_magnitude_vector" in n for n in trainable)
+        else:
+            assert layer.scaling["default"] == pytest.approx(8.0 / 4**0.5)  # alpha / sqrt(r)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(std=0.1)  # B starts at zero: make the adapter do something
+        save(model, tmp_path / method, config, base_model="tiny-llama")
+        again = load(tiny_llama()[0], tmp_path / method)
+        model.eval()
+        again.eval()
+        assert torch.allclose(model(input_ids=ids).logits, again(input_ids=ids).logits, atol=1e-5)
