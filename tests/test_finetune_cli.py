@@ -91,7 +91,7 @@ def test_existing_output_is_refused_unless_overwrite(add_data: Path, tmp_path: P
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--method", "dora"), "unknown method 'dora'"),
+        (("--method", "vera"), "unknown method 'vera'"),
         (("--method", "lora", "--target-modules", "nonexistent"), "found none of the target"),
         (("--metric", "bleu"), "unknown metric"),
     ],

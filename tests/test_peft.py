@@ -176,7 +176,7 @@ def test_lst_refuses_an_unsupported_architecture_and_unipt_takes_it() -> None:
 
 def test_unknown_method_and_bad_values() -> None:
     with pytest.raises(UserError, match="unknown method"):
-        MethodConfig("dora")
+        MethodConfig("vera")
     with pytest.raises(UserError, match="rank"):
         MethodConfig("lora", rank=0)
     assert MethodConfig("bitfit1").method == "bit1"

@@ -28,7 +28,7 @@ def _train_tasks():  # noqa: ANN202 - an evals Benchmark
 
 def test_reward_order_syntax_error_failure_slow_fast() -> None:
     task = TASKS["has_duplicates"]
-    reward = ExecutionReward(FAST)
+    reward = ExecutionReward(RewardConfig(timeout_s=4.0, repeats=3, min_round_s=0.03))
     syntax = reward("def has_duplicates(items:\n", task)
     wrong = reward("def has_duplicates(items):\n    return False\n", task)
     slow = reward(task.metadata["naive"], task)
@@ -37,7 +37,9 @@ def test_reward_order_syntax_error_failure_slow_fast() -> None:
         "syntax_error", "failed", "passed", "passed",
     )  # fmt: skip
     assert syntax.reward == -1.0 and wrong.reward == -0.5
-    assert 0.5 <= slow.reward < 0.6 < 0.9 < fast.reward <= 1.0
+    # the reference timed against itself: 1.0 but for timing noise (once 0.83 with 10 ms rounds
+    # on this 2-core VM); the naive version sits at the bottom of the passing range
+    assert 0.5 <= slow.reward < 0.6 < 0.8 < fast.reward <= 1.0
     assert slow.runtime_s > 10 * fast.runtime_s  # quadratic vs set: measurably slower
     assert speed_reward(2.0, 1.0, RewardConfig()) == pytest.approx(0.75)
 
