@@ -6,8 +6,9 @@ target also samples `k` answers (temperature `sample_temperature`), and the gree
 stands when at least `agree` of the samples it got back give the same final answer (the fenced
 code block if there is one, else the last non-empty line, whitespace and case folded).
 Text-to-SQL has a stronger, free verifier (does the query run and return rows?): its cascade
-is the `cascade` pipeline in `routers/sql/pipelines.py`. Every call's tokens and dollars are
-summed into the completion, and its `usage.model` names the target whose answer was kept.
+is the `cascade` pipeline in `evals/benchmarks/spider/pipelines.py`. Every call's tokens and
+dollars are summed into the completion, and its `usage.model` names the target whose answer
+was kept.
 """
 
 from __future__ import annotations

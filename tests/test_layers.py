@@ -26,7 +26,6 @@ LAYERS = {
     "llm_eff.cli": 6,
 }
 KNOWN_UPWARD = {
-    ("evals.benchmarks.spider", "routers.sql.pipelines"),
     ("evals.runner", "routers.cascade"),
     ("evals.runner", "routers.sql.routed"),
     ("evals.systems", "routers.sql.routed"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.benchmarks.spider_db import (
+from evals.benchmarks.spider.db import (
     build_databases,
     check_databases,
     execution_match,

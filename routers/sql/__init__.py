@@ -1,1 +1,2 @@
-"""Text-to-SQL routing targets: the EllieSQL pipelines (`pipelines`)."""
+"""Text-to-SQL routing between the EllieSQL pipelines (`routed`); the pipelines themselves
+are part of the Spider benchmark (`evals.benchmarks.spider.pipelines`)."""

@@ -55,7 +55,7 @@ class Caller:
 
 def run_sql(db_path: str | Path, sql: str) -> tuple[list[tuple] | None, str]:
     """(rows, "") or (None, error message) for `sql` on the database, read-only."""
-    from evals.benchmarks.spider_db import run_query
+    from evals.benchmarks.spider.db import run_query
 
     if not sql.strip():
         return None, "empty query"
