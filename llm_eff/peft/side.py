@@ -273,13 +273,17 @@ class SideTuned(nn.Module):
 
 
 def _next_token(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float) -> int:
-    """The argmax, or a sample at `temperature` from the smallest set holding `top_p`."""
+    """The argmax, or a sample through transformers' own temperature and top-p warpers."""
     if not do_sample:
         return int(logits.argmax())
-    probs = torch.softmax(logits.float() / max(temperature, 1e-5), dim=-1)
+    from transformers.generation.logits_process import (
+        LogitsProcessorList,
+        TemperatureLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
     if top_p < 1.0:
-        ordered, index = probs.sort(descending=True)
-        outside = ordered.cumsum(0) - ordered > top_p  # keep the first token always
-        ordered[outside] = 0.0
-        probs = torch.zeros_like(probs).scatter(0, index, ordered)
-    return int(torch.multinomial(probs / probs.sum(), 1))
+        warpers.append(TopPLogitsWarper(top_p))
+    scores = warpers(None, logits.float().unsqueeze(0))
+    return int(torch.multinomial(torch.softmax(scores, dim=-1), 1))
