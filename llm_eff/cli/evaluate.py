@@ -211,6 +211,7 @@ def report_command(
     """Write report.md and a self-contained report.html (plots embedded) from run logs."""
 
     from evals.report import write_report
+    from evals.report.build import is_foreign_folder
 
     runs = runs or []
     if not runs and not spend_db:
@@ -227,7 +228,7 @@ def report_command(
         spend += spend_attempts(url)
     default_out = runs[0].with_name(runs[0].stem + "-report") if runs else Path("runs/proxy-report")
     out_dir = out or default_out
-    replacing = out_dir.is_dir() and any(out_dir.iterdir())
+    replacing = (out_dir / "summary.json").is_file() and not is_foreign_folder(out_dir)
     files = write_report(logs, out_dir, title, human_cost, attempts=spend, overwrite=overwrite)
     console = make_console()
     if replacing:
@@ -248,8 +249,9 @@ def models_command() -> None:
     table = Table("model", "status", "description")
     for row in available_models():
         table.add_row(*row)
-    make_console().print(table)
-    make_console().print(
+    console = make_console()
+    console.print(table)
+    console.print(
         "Also: hf:DIR (a local HF model folder) and API ids through LiteLLM, "
         "e.g. openai/gpt-4o-mini (needs its API key)."
     )

@@ -67,22 +67,17 @@ class ModelKind:
 
 
 ENTRY_POINT_GROUP = "llm_eff.model_kinds"
-_KINDS: dict[str, ModelKind] = {}
-_discovered = False
-
-
-def register_model_kind(kind: ModelKind) -> None:
-    """Add (or replace) a model kind; consulted before the built-in hf and API kinds."""
-    _KINDS[kind.name] = kind
+_KINDS: dict[str, ModelKind] | None = None
 
 
 def model_kinds() -> dict[str, ModelKind]:
-    """The registered kinds, discovering the installed ones (entry points) on first use."""
-    global _discovered
-    if not _discovered:
+    """The installed kinds (entry points of `ENTRY_POINT_GROUP`), found on first use; they are
+    consulted before the built-in hf and API kinds."""
+    global _KINDS
+    if _KINDS is None:
         from importlib.metadata import entry_points
 
-        _discovered = True
+        _KINDS = {}
         for point in entry_points(group=ENTRY_POINT_GROUP):
             kind = point.load()
             _KINDS.setdefault(kind.name, kind)

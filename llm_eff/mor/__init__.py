@@ -29,6 +29,10 @@ def __getattr__(name: str) -> Any:
         register()
         from llm_eff.mor import cache, config, modeling
 
-        return {"MoRCache": cache.MoRCache, "MoRConfig": config.MoRConfig,
-                "MoRForCausalLM": modeling.MoRForCausalLM}[name]  # fmt: skip
+        globals().update(
+            MoRCache=cache.MoRCache,
+            MoRConfig=config.MoRConfig,
+            MoRForCausalLM=modeling.MoRForCausalLM,
+        )  # later lookups skip this
+        return globals()[name]
     raise AttributeError(f"module 'llm_eff.mor' has no attribute {name!r}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_eff.core.errors import UserError
+from llm_eff.core.jsonl import read_jsonl
 
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -25,14 +26,6 @@ class Example:
 
     messages: tuple[tuple[str, str], ...]
     completion: str
-
-
-def _check_json_lines(path: Path) -> None:
-    """UserError naming the first line of a JSONL file that is not a JSON object, or saying the
-    file has no records (the `datasets` reader reports neither in terms a user can act on)."""
-    from llm_eff.core.jsonl import read_jsonl
-
-    read_jsonl(path)
 
 
 def _dataset(path: Path) -> Any:
@@ -51,12 +44,12 @@ def _dataset(path: Path) -> Any:
             raise UserError(f"{path}: mixed file formats {sorted(kinds)}; use one")
         for f in files:
             if f.suffix == ".jsonl":
-                _check_json_lines(f)
+                read_jsonl(f)  # names the bad line or the empty file, as datasets does not
         return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files], split="train")
     if path.suffix not in FORMATS:
         raise UserError(f"{path}: unsupported data format (use .jsonl, .json, .csv, .parquet)")
     if path.suffix == ".jsonl":
-        _check_json_lines(path)
+        read_jsonl(path)  # names the bad line or the empty file, as datasets does not
     elif path.stat().st_size == 0:
         raise UserError(f"{path}: no records (the file is empty)")
     return datasets.load_dataset(FORMATS[path.suffix], data_files=str(path), split="train")

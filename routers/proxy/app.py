@@ -241,8 +241,9 @@ class Proxy:
         if parsed:
             router_name, threshold = parsed
             if router_name not in self.routers:
-                known = ", ".join(sorted(self.routers)) or "none (routers need a config naming "
-                known += "" if self.routers else "a weak and a strong upstream)"
+                known = ", ".join(sorted(self.routers)) or (
+                    "none (routers need a config naming a weak and a strong upstream)"
+                )
                 raise ProxyError(
                     404,
                     f"unknown router '{router_name}': this proxy's routers are {known}; "
