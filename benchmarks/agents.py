@@ -65,27 +65,32 @@ def main() -> None:
     from rich.progress import Progress
     from rich.table import Table
 
-    from agents import MINI_TASKS
-    from agents.gaia import load_tasks
-    from agents.runner import benchmark_name, recommend, run_agents
+    from agents.system import agent_system, recommend, run_agents
+    from evals.benchmarks.gaia import MINI_TASKS, load_gaia
     from evals.metrics.summary import summarize
+    from evals.runner import pending, select_tasks
     from llm_eff.core.runlog import RunLog
 
     console = Console(width=200)
     directory = args.tasks or MINI_TASKS
-    tasks = load_tasks(directory)[: args.limit or None]
+    benchmark = load_gaia(directory)
+    tasks = select_tasks(benchmark, args.limit)
     configs = configs_for(args.model, args.max_tokens)
     if os.environ.get("OPENAI_API_KEY"):
         configs += configs_for(args.api_model, 256)
-    bench = benchmark_name(directory)
+    bench = benchmark.name
     log = RunLog(args.run)
     with Progress(console=console) as bar:
         job = bar.add_task("agent attempts", total=len(tasks) * len(configs))
-        done = {(t, h) for b, t, h, _ in log.done_keys() if b == bench}
-        bar.update(job, completed=sum((t.task_id, c.hash) in done for t in tasks for c in configs))
-        run_agents(tasks, configs, log, bench, progress=lambda a: bar.advance(job))
-    hashes = {c.hash for c in configs}
-    ids = {t.task_id for t in tasks}
+        left = sum(
+            len(pending(benchmark, tasks, agent_system(c), log.done_keys())) for c in configs
+        )
+        bar.update(job, completed=len(tasks) * len(configs) - left)
+        run_agents(
+            configs, log, directory, args.limit, progress=lambda name, n: bar.advance(job, n)
+        )
+    hashes = {agent_system(c).hash for c in configs}
+    ids = {t.id for t in tasks}
     attempts = [
         a
         for a in log.read()

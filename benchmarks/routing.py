@@ -105,7 +105,7 @@ def main() -> None:
         vs_adv = tep(m.accuracy, m.tokens_per_attempt, advanced.accuracy,
                      advanced.tokens_per_attempt)  # fmt: skip
         share, ms = "-", "-"
-        if s.routed_kind:
+        if s.kind == "routed":
             attempts = by_hash[s.hash]
             count = Counter(a.details.get("routed_to") for a in attempts)
             share = "/".join(str(count[p]) for p in ("basic", "intermediate", "advanced"))

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from evals.benchmarks.base import Benchmark
-from evals.systems import SystemSpec
+from evals.systems import Solve, SystemKind, SystemSpec, backend_solver, system_kinds
 from llm_eff.backends import Backend, Completion, GenerationConfig, make_backend
 from llm_eff.backends.base import total_spent
 from llm_eff.core.errors import UserError
@@ -79,11 +79,11 @@ def _attempt(
     usage, cost = total_spent(candidates)
     if candidates and candidates[0].usage.latency_s:
         usage.latency_s = max(c.usage.latency_s for c in candidates)
-    outcome, chosen = TestOutcome(False, "no_code", message="the model returned nothing"), ""
-    tried = 0
+    outcome = TestOutcome(False, "no_code", message="the model returned nothing")
+    chosen, reported, tried = "", {}, 0
     for c in candidates:
         tried += 1
-        outcome, chosen = benchmark.score(task, c.text), c.text
+        outcome, chosen, reported = benchmark.score(task, c.text), c.text, c.details
         if outcome.passed:
             break
     return Attempt(
@@ -96,7 +96,7 @@ def _attempt(
         score=outcome.score,
         usage=usage,
         cost=cost,
-        error=None if outcome.passed else outcome.reason,
+        error=None if outcome.passed else reported.get("failure", outcome.reason),
         benchmark=benchmark.name,
         details={
             "reason": outcome.reason,
@@ -108,19 +108,13 @@ def _attempt(
             "sandbox": outcome.isolation,
             "runtime_s": outcome.runtime_s,
             "message": outcome.message[-1500:] if not outcome.passed else "",
+            **reported,
         },
     )
 
 
 def backend_for(system: SystemSpec, options: RunOptions) -> Backend:
-    """The backend that runs `system`'s model with the run's batching, pricing and engine."""
-    if system.cascade:
-        from routers.cascade import CascadeBackend
-
-        weak, strong = (backend_for(SystemSpec(model=m, api_base=system.api_base), options)
-                        for m in system.cascade)  # fmt: skip
-        settings = {k: system.extra[k] for k in ("k", "agree") if k in system.extra}
-        return CascadeBackend(weak, strong, name=system.model, **settings)
+    """The backend that runs a plain-model system with the run's batching, pricing and engine."""
     return make_backend(
         parse_model(system.model),
         options.batch_size,
@@ -130,23 +124,42 @@ def backend_for(system: SystemSpec, options: RunOptions) -> Backend:
     )
 
 
+def solver_for(
+    benchmark: Benchmark, system: SystemSpec, options: RunOptions, backends: BackendCache
+) -> Solve:
+    """How `system` answers a batch of tasks: its kind's solver, or its model's backend."""
+    kind = system_kinds()[system.kind] if system.kind else None
+
+    def load(model: str, api_base: str | None = None) -> Backend:
+        key = (model, api_base)
+        if key not in backends:
+            backends[key] = backend_for(SystemSpec(model=model, api_base=api_base), options)
+        return backends[key]
+
+    if kind is not None and kind.solver is not None:
+        return kind.solver(system, benchmark, load)
+    return backend_solver(load(system.model, system.api_base), system, benchmark)
+
+
+BackendCache = dict[tuple[str, "str | None"], Backend]
+
+
 def run_system(
     benchmark: Benchmark,
     system: SystemSpec,
     log: RunLog,
     options: RunOptions,
     progress: Progress | None = None,
-    backend: Backend | None = None,
+    backends: BackendCache | None = None,
 ) -> int:
     """Run one system over the benchmark; returns how many new attempts were written."""
     tasks = select_tasks(benchmark, options.limit, options.task_ids)
-    if system.pipeline and benchmark.solve is None:
-        raise UserError(f"{benchmark.name} has no pipelines (system '{system.name}')")
     todo = pending(benchmark, tasks, system, log.done_keys())
     if not todo:
         return 0
-    if not system.is_reference and backend is None:
-        backend = backend_for(system, options)
+    solve = None
+    if not system.is_reference:
+        solve = solver_for(benchmark, system, options, {} if backends is None else backends)
     written = 0
 
     def finish(future: Future) -> None:
@@ -159,20 +172,15 @@ def run_system(
 
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         futures = []
-        step = options.batch_size if backend else len(todo)
+        step = options.batch_size if solve else len(todo)
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
-            if backend is None:
+            if solve is None:
                 groups = [
-                    [
-                        Completion(
-                            benchmark.reference_output(t),
-                            Usage(model="reference"),
-                            Cost(0.0, "reference"),
-                        )
-                    ]
+                    [Completion(benchmark.reference_output(t), Usage(model="reference"),
+                                Cost(0.0, "reference"))]
                     for t, _ in chunk
-                ]
+                ]  # fmt: skip
             else:
                 config = GenerationConfig(
                     max_new_tokens=system.max_tokens,
@@ -182,11 +190,7 @@ def run_system(
                     stop=benchmark.stop,
                     seed=_seed(options.seed, system, chunk[0]),
                 )
-                if system.pipeline:
-                    groups = benchmark.solve(system.pipeline, backend, [t for t, _ in chunk],
-                                             config)  # fmt: skip
-                else:
-                    groups = backend.generate([t.prompt for t, _ in chunk], config)
+                groups = solve([t for t, _ in chunk], config)
             for (task, sample), candidates in zip(chunk, groups, strict=True):
                 future = pool.submit(_attempt, benchmark, system, task, sample, candidates)
                 future.add_done_callback(finish)
@@ -196,6 +200,20 @@ def run_system(
     return written
 
 
+def check_systems(benchmark: Benchmark, systems: list[SystemSpec]) -> None:
+    """Fail before any work on a system that cannot run: an unknown model, a missing API key,
+    a system kind that does not fit the benchmark."""
+    from llm_eff.backends.litellm_backend import check_api_key
+
+    for system in systems:
+        kind = system_kinds()[system.kind] if system.kind else None
+        if kind is not None and kind.fits is not None:
+            kind.fits(system, benchmark)
+        for model in system.models():
+            if parse_model(model).kind == "api":
+                check_api_key(parse_model(model).name, system.api_base)
+
+
 def run_systems(
     benchmark: Benchmark,
     systems: list[SystemSpec],
@@ -203,57 +221,41 @@ def run_systems(
     options: RunOptions,
     progress: Progress | None = None,
 ) -> int:
-    """Run several systems in turn, loading each model once; returns new attempts written."""
-    backends: dict[tuple[str, str | None], Backend] = {}
-    tasks = select_tasks(benchmark, options.limit, options.task_ids)
+    """Run several systems (and the steps they need) in turn, loading each model once; returns
+    the new attempts written."""
+    check_systems(benchmark, systems)
+    backends: BackendCache = {}
     written = 0
-    listed = {s.hash: s for s in systems}  # a routed system's pipeline, if listed, keeps its name
+    listed = {s.hash: s for s in systems}  # a step, if listed itself, keeps its given name
     for system in systems:
-        if system.routed_kind and benchmark.solve is None:
-            raise UserError(f"'{system.name}' routes between pipelines, and {benchmark.name} has "
-                            "none (text-to-SQL benchmarks such as spider-dev do)")  # fmt: skip
         for step in (listed.get(s.hash, s) for s in system.steps()):
-            if step.routed_kind:
-                written += run_routed(benchmark, step, log, options, progress)
-                continue
-            backend = None
-            if not step.is_reference and pending(benchmark, tasks, step, log.done_keys()):
-                key = (step.model, step.api_base)
-                if key not in backends:
-                    backends[key] = backend_for(step, options)
-                backend = backends[key]
-            written += run_system(benchmark, step, log, options, progress, backend)
+            kind = system_kinds()[step.kind] if step.kind else None
+            if kind is not None and kind.replay is not None:
+                written += replay(benchmark, step, kind, log, options, progress)
+            else:
+                written += run_system(benchmark, step, log, options, progress, backends)
     return written
 
 
-def run_routed(
+def replay(
     benchmark: Benchmark,
     system: SystemSpec,
+    kind: SystemKind,
     log: RunLog,
     options: RunOptions,
     progress: Progress | None = None,
 ) -> int:
-    """Write a routed system's attempts from its pipelines' recorded ones (cross-validated by
-    database, see `routers.sql.routed`); the pipelines must already be in the log."""
-    from routers.sql.routed import TARGETS, route_offline, routed_attempt
-
+    """Write a system's attempts from the recorded attempts of its steps (its kind's `replay`);
+    the steps must already be in the log."""
     tasks = select_tasks(benchmark, options.limit, options.task_ids)
     todo = {t.id for t, _ in pending(benchmark, tasks, system, log.done_keys())}
-    if not todo:
+    if not todo or kind.replay is None:
         return 0
-    hashes = {spec.hash: spec.pipeline for spec in system.routed_targets()}
-    recorded: dict[str, dict[str, Attempt]] = {p: {} for p in TARGETS}
-    for a in log.read():
-        if a.benchmark == benchmark.name and a.sample == 0 and a.system_hash in hashes:
-            recorded[hashes[a.system_hash]][a.task_id] = a
-    decisions = route_offline(system.routed_kind, tasks, recorded,
-                              system.extra.get("folds", 5), options.seed)  # fmt: skip
+    recorded = [a for a in log.read() if a.benchmark == benchmark.name]
     written = 0
-    for d in decisions:
-        if d.task.id in todo:
-            chosen = recorded[d.target][d.task.id]
-            log.append(routed_attempt(d, chosen, system.name, system.hash,
-                                      options.hardware_dollars_per_hour))  # fmt: skip
+    for attempt in kind.replay(benchmark, system, tasks, recorded, options):
+        if attempt.task_id in todo:
+            log.append(attempt)
             written += 1
             if progress:
                 progress(system.name, 1)

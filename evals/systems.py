@@ -11,29 +11,34 @@ Spec strings (the CLI's `--system`):
                                        max_tokens, name, api_base, pipeline
     MODEL:pipeline=advanced            the benchmark's multi-call pipeline (Spider: basic,
                                        intermediate, advanced, cascade)
-    drllm:DIR[:options]                Dr.LLM routers over their base model (layers executed
-                                       are reported per attempt)
-    sql-basic, sql-intermediate,       Spider's pipelines on the embedded model (base=MODEL for
-    sql-advanced, sql-cascade          another), named as written
-    cascade:WEAK>STRONG[:k=3,agree=0.67]
-                                       answer with WEAK, escalate to STRONG when WEAK's samples
-                                       disagree (self-consistency; routers/cascade.py)
-    routed:KIND[:base=M,folds=5]       a router (rules, knn, logistic, random, oracle) picking
-                                       the pipeline per question, cross-validated by database
-                                       from the pipelines' attempts (see routers/sql/routed.py)
-    DIR[:options]                      an adapter written by finetune / rl train
+    KIND:BODY[:options]                a registered system kind (`llm-eff eval --help` lists
+                                       them): cascades and routed systems (routers), agent
+                                       configurations (agents), Spider's pipeline aliases
+
+A system kind is registered by the package that owns it, under the entry-point group
+`llm_eff.system_kinds` (see pyproject.toml); this module knows none of them. A kind parses its
+own options and says what running it takes: the models it calls, the systems that must run
+first (`steps`), how to answer a batch of tasks (`solver`), or how to write its attempts from
+recorded ones (`replay`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from llm_eff.core.errors import UserError
 from llm_eff.core.types import config_hash
 
+if TYPE_CHECKING:
+    from evals.benchmarks.base import Benchmark
+    from llm_eff.backends.base import Backend, Completion, GenerationConfig
+    from llm_eff.core.types import Attempt, Task
+
 _NUMERIC = {"samples": int, "best_of": int, "temperature": float, "top_p": float, "max_tokens": int}
 BEST_OF_TEMPERATURE = 0.8
+ENTRY_POINT_GROUP = "llm_eff.system_kinds"
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ class SystemSpec:
     label: str = ""
     api_base: str | None = None
     pipeline: str = ""  # a benchmark's multi-call pipeline (e.g. Spider's basic/intermediate)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # a system kind's own options
+    kind: str = field(default="", compare=False)  # the system kind's name, '' for a model
 
     @property
     def is_reference(self) -> bool:
@@ -63,7 +69,7 @@ class SystemSpec:
             return self.label
         if self.is_reference:
             return "reference"
-        if self.routed_kind or self.cascade:
+        if self.kind:
             return self.model
         if self.pipeline:
             return f"{self.model} {self.pipeline}"
@@ -73,40 +79,17 @@ class SystemSpec:
             return f"{self.model} greedy"
         return f"{self.model} T={self.temperature:g} x{self.samples}"
 
-    @property
-    def cascade(self) -> tuple[str, str] | None:
-        """(weak, strong) models of a `cascade:WEAK>STRONG` system, None for others."""
-        if not self.model.startswith("cascade:"):
-            return None
-        weak, _, strong = self.model.removeprefix("cascade:").partition(">")
-        return weak, strong
-
     def models(self) -> list[str]:
-        """The model references this system calls (a cascade's two, a routed system's base)."""
+        """The model references this system calls (checked before any work starts)."""
         if self.is_reference:
             return []
-        if self.cascade:
-            return list(self.cascade)
-        if self.routed_kind:
-            return [self.extra.get("base", DEFAULT_BASE)]
-        return [self.model]
-
-    @property
-    def routed_kind(self) -> str:
-        """The router kind of a `routed:KIND` system, '' for any other system."""
-        return self.model.removeprefix("routed:") if self.model.startswith("routed:") else ""
-
-    def routed_targets(self) -> list[SystemSpec]:
-        """The pipeline systems a routed system chooses between (same model and decoding)."""
-        from routers.sql.routed import TARGETS
-
-        base = self.extra.get("base", DEFAULT_BASE)
-        return [SystemSpec(model=base, max_tokens=self.max_tokens, api_base=self.api_base,
-                           pipeline=p) for p in TARGETS]  # fmt: skip
+        kind = system_kinds()[self.kind] if self.kind else None
+        return kind.models(self) if kind and kind.models else [self.model]
 
     def steps(self) -> list[SystemSpec]:
-        """What running this system runs, in order: a routed system's pipelines, then itself."""
-        return [*self.routed_targets(), self] if self.routed_kind else [self]
+        """What running this system runs, in order (e.g. a routed system's pipelines, then it)."""
+        kind = system_kinds()[self.kind] if self.kind else None
+        return kind.steps(self) if kind and kind.steps else [self]
 
     def config(self) -> dict[str, Any]:
         """Everything that changes the outputs (hashed into the attempt key)."""
@@ -128,20 +111,86 @@ class SystemSpec:
         return config_hash(self.config())
 
 
-DEFAULT_BASE = "smollm2-135m"
-SQL_ALIASES = ("sql-basic", "sql-intermediate", "sql-advanced", "sql-cascade")
+BackendFor = Callable[[str, "str | None"], "Backend"]  # (model, api_base) -> a loaded backend
+Solve = Callable[[list["Task"], "GenerationConfig"], list[list["Completion"]]]
+
+
+@dataclass(frozen=True)
+class SystemKind:
+    """A kind of system, registered by the package that owns it.
+
+    `name` is what a spec starts with (`NAME:BODY[:options]`, or `NAME[:options]` when `body` is
+    False). `options` maps each option the kind takes to a converter (raising ValueError on a bad
+    value). `check(spec)` validates or rewrites the parsed spec (raise UserError); `fits(spec,
+    benchmark)` raises UserError when the system cannot run on that benchmark. The hooks
+    left None fall back to a plain model's behaviour: `models(spec)` lists the models it calls;
+    `steps(spec)` the systems run for it, itself last; `solver(spec, benchmark, backend_for)`
+    returns how it answers a batch of tasks; `replay(benchmark, spec, tasks, recorded, options)`
+    writes its attempts from the recorded attempts of its steps instead (no generation).
+    """
+
+    name: str
+    help: str
+    options: Mapping[str, Callable[[str], Any]] = field(default_factory=dict)
+    body: bool = True
+    check: Callable[[SystemSpec], SystemSpec] | None = None
+    fits: Callable[[SystemSpec, Benchmark], None] | None = None
+    models: Callable[[SystemSpec], list[str]] | None = None
+    steps: Callable[[SystemSpec], list[SystemSpec]] | None = None
+    solver: Callable[[SystemSpec, Benchmark, BackendFor], Solve] | None = None
+    replay: Callable[..., list[Attempt]] | None = None
+
+
+_KINDS: dict[str, SystemKind] | None = None
+
+
+def system_kinds() -> dict[str, SystemKind]:
+    """The installed system kinds (entry points of `ENTRY_POINT_GROUP`), found on first use."""
+    global _KINDS
+    if _KINDS is None:
+        from importlib.metadata import entry_points
+
+        _KINDS = {}
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            loaded = point.load()
+            for kind in loaded if isinstance(loaded, list | tuple) else [loaded]:
+                _KINDS.setdefault(kind.name, kind)
+    return dict(_KINDS)
+
+
+def _model_prefixes() -> tuple[str, ...]:
+    from llm_eff.models.registry import model_prefixes
+
+    return model_prefixes()
+
+
+def _split(spec: str) -> tuple[SystemKind | None, str, str]:
+    """(kind, model string, options) of a spec."""
+    name, _, rest = spec.partition(":")
+    kind = system_kinds().get(name)
+    if kind is not None and not kind.body:
+        return kind, name, rest
+    prefix = f"{name}:" if kind is not None or f"{name}:" in _model_prefixes() else ""
+    model, _, options = spec[len(prefix) :].partition(":")
+    return kind, prefix + model if model else "", options
+
+
+def _convert(spec: str, key: str, convert: Callable[[str], Any], raw: str) -> Any:
+    try:
+        return convert(raw)
+    except ValueError as err:
+        detail = str(err) if convert not in (int, float) else "must be a number"
+        raise UserError(f"system '{spec}': {key} {detail}, got '{raw}'") from None
 
 
 def parse_system(spec: str) -> SystemSpec:
     """Parse a system spec string (see module docstring); UserError on a malformed one."""
     spec = spec.strip()
-    prefixes = ("api:", "hf:", "drllm:", "routed:", "cascade:")
-    prefix = next((p for p in prefixes if spec.startswith(p)), "")
-    model, _, options = spec[len(prefix) :].partition(":")
-    model = prefix + model if model else ""
+    kind, model, options = _split(spec)
     if not model:
         raise UserError(f"empty model in system spec '{spec}'")
     values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     for item in filter(None, (o.strip() for o in options.split(","))):
         if item.startswith("best-of-"):
             key, raw = "best_of", item.removeprefix("best-of-")
@@ -150,46 +199,38 @@ def parse_system(spec: str) -> SystemSpec:
         else:
             raise UserError(f"system '{spec}': cannot read option '{item}' (use key=value)")
         key = {"name": "label", "n": "samples"}.get(key, key)
-        if key in _NUMERIC:
-            try:
-                values[key] = _NUMERIC[key](raw)
-            except ValueError:
-                raise UserError(f"system '{spec}': {key} must be a number, got '{raw}'") from None
+        if kind is not None and key in kind.options:
+            extra[key] = _convert(spec, key, kind.options[key], raw)
+        elif key in _NUMERIC:
+            values[key] = _convert(spec, key, _NUMERIC[key], raw)
         elif key in ("label", "api_base", "pipeline"):
             values[key] = raw
-        elif key == "base" and (model in SQL_ALIASES or prefix == "routed:"):
-            values.setdefault("extra", {})["base"] = raw
-        elif key in ("k", "agree") and prefix == "cascade:":
-            try:
-                value = int(raw) if key == "k" else float(raw)
-            except ValueError:
-                raise UserError(f"system '{spec}': {key} must be a number, got '{raw}'") from None
-            values.setdefault("extra", {})[key] = value
-        elif key == "folds" and prefix == "routed:":
-            if not raw.isdigit() or int(raw) < 2:
-                raise UserError(f"system '{spec}': folds must be an integer >= 2, got '{raw}'")
-            values.setdefault("extra", {})["folds"] = int(raw)
         else:
             raise UserError(f"system '{spec}': unknown option '{key}'")
     if values.get("best_of", 1) > 1 and "temperature" not in values:
         values["temperature"] = BEST_OF_TEMPERATURE
     if values.get("samples", 1) < 1 or values.get("best_of", 1) < 1:
         raise UserError(f"system '{spec}': samples and best_of must be >= 1")
-    if model in SQL_ALIASES:
-        base = values.pop("extra", {}).get("base", DEFAULT_BASE)
-        values.setdefault("label", model)
-        return SystemSpec(model=base, pipeline=model.removeprefix("sql-"), **values)
-    if prefix == "cascade:":
-        weak, sep, strong = model.removeprefix(prefix).partition(">")
-        if not (sep and weak and strong):
-            raise UserError(f"system '{spec}': write cascade:WEAK>STRONG, e.g. "
-                            "cascade:smollm2-135m>openai/gpt-4o-mini")  # fmt: skip
-    if prefix == "routed:":
-        from routers.sql.routed import KINDS
+    system = SystemSpec(model=model, extra=extra, kind=kind.name if kind else "", **values)
+    return kind.check(system) if kind is not None and kind.check else system
 
-        if model.removeprefix(prefix) not in KINDS:
-            raise UserError(f"system '{spec}': unknown router '{model.removeprefix(prefix)}' "
-                            f"(known: {', '.join(KINDS)})")  # fmt: skip
-        if values.get("samples", 1) > 1 or values.get("best_of", 1) > 1 or values.get("pipeline"):
-            raise UserError(f"system '{spec}': a routed system takes no samples/best_of/pipeline")
-    return SystemSpec(model=model, **values)
+
+def as_model(system: SystemSpec, model: str, **changes: Any) -> SystemSpec:
+    """A plain-model system calling `model` with `system`'s decoding settings (kind options off)."""
+    return replace(system, **{"model": model, "extra": {}, "kind": "", "label": "", **changes})
+
+
+def backend_solver(backend: Backend, system: SystemSpec, benchmark: Benchmark) -> Solve:
+    """How a backend answers tasks: the benchmark's pipeline if the system names one, else one
+    generation per task prompt."""
+    if system.pipeline:
+        if benchmark.solve is None:
+            raise UserError(f"{benchmark.name} has no pipelines (system '{system.name}')")
+        solve = benchmark.solve
+        return lambda tasks, config: solve(system.pipeline, backend, tasks, config)
+    return lambda tasks, config: backend.generate([t.prompt for t in tasks], config)
+
+
+def kinds_help() -> str:
+    """One line per registered system kind, for `--help`."""
+    return "; ".join(f"{k.name}: {k.help}" for k in system_kinds().values())

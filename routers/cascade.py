@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+from evals.systems import BackendFor, Solve, SystemKind, SystemSpec, backend_solver
 from llm_eff.backends.base import Backend, Completion, GenerationConfig, total_spent
 from llm_eff.core.errors import UserError
+
+if TYPE_CHECKING:
+    from evals.benchmarks.base import Benchmark
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
@@ -77,3 +82,35 @@ class CascadeBackend:
                 out[i][j] = Completion(answer.text, usage, kept.cost + answer.cost,
                                        answer.finish_reason)  # fmt: skip
         return out
+
+
+def _cascade_models(system: SystemSpec) -> list[str]:
+    weak, _, strong = system.model.removeprefix("cascade:").partition(">")
+    return [weak, strong]
+
+
+def _check(system: SystemSpec) -> SystemSpec:
+    weak, strong = _cascade_models(system)
+    if not (weak and strong and ">" in system.model):
+        raise UserError(
+            f"system '{system.model}': write cascade:WEAK>STRONG, e.g. "
+            "cascade:smollm2-135m>openai/gpt-4o-mini"
+        )
+    return system
+
+
+def _solver(system: SystemSpec, benchmark: Benchmark, backend_for: BackendFor) -> Solve:
+    weak, strong = (backend_for(m, system.api_base) for m in _cascade_models(system))
+    backend = CascadeBackend(weak, strong, name=system.model, **system.extra)
+    return backend_solver(backend, system, benchmark)
+
+
+SYSTEM_KIND = SystemKind(
+    "cascade",
+    "cascade:WEAK>STRONG[:k=3,agree=0.67] answers with WEAK and escalates to STRONG when WEAK's "
+    "k samples agree less than `agree`",
+    options={"k": int, "agree": float},
+    check=_check,
+    models=_cascade_models,
+    solver=_solver,
+)

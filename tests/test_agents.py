@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agents import MINI_TASKS
 from agents.config import AgentConfig, load_grid
-from agents.gaia import GaiaTask, load_tasks, score_answer
+from agents.system import agent_system
+from evals.benchmarks.gaia import MINI_TASKS, load_gaia, load_tasks, score_answer
+from evals.runner import RunOptions, run_systems
 from llm_eff.core.errors import UserError
 from llm_eff.core.runlog import RunLog
+from llm_eff.core.types import Attempt
 from tests.conftest import cli
 from tests.proxy_support import scripted_llm, serve_in_thread
 
@@ -139,16 +141,28 @@ def _config(url: str, model: str, **kw) -> AgentConfig:
     return AgentConfig(model=f"openai/{model}", api_base=url, **kw)
 
 
-def _task() -> GaiaTask:
-    return GaiaTask("calc", "How many muffins: 23 boxes of 12 a day for 7 days?", 1, "1932")
+def _attempt(config: AgentConfig, tmp_path: Path, task_id: str = "calc", seed: int = 0) -> Attempt:
+    """One agent attempt through the evals runner, as `llm-eff eval` runs it."""
+    if task_id == "calc":
+        tasks = tmp_path / "tasks"
+        tasks.mkdir(exist_ok=True)
+        question = "How many muffins: 23 boxes of 12 a day for 7 days?"
+        row = {"task_id": "calc", "Question": question, "Level": 1, "Final answer": "1932"}
+        (tasks / "metadata.jsonl").write_text(json.dumps(row) + "\n")
+        bench = load_gaia(tasks)
+    else:
+        bench = load_gaia()
+    log = RunLog(tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}.jsonl")
+    options = RunOptions(task_ids=(task_id,), batch_size=1, workers=1, seed=seed)
+    run_systems(bench, [agent_system(config)], log, options)
+    (attempt,) = log.read()
+    return attempt
 
 
-def test_agent_uses_a_tool_then_answers(llm_server) -> None:
-    from agents.runner import attempt_for, make_backends
-
+def test_agent_uses_a_tool_then_answers(llm_server, tmp_path: Path) -> None:
     url, app = llm_server
     config = _config(url, "calc", tools=["calculator"], planning="none")
-    attempt = attempt_for(_task(), config, "gaia:test", make_backends([config], 0.1)(config))
+    attempt = _attempt(config, tmp_path)
     assert attempt.passed and attempt.output == "1932"
     assert attempt.details["tool_calls"] == 1 and attempt.details["llm_calls"] == 2
     assert attempt.details["trace"][0]["observation"] == "1932"
@@ -156,12 +170,10 @@ def test_agent_uses_a_tool_then_answers(llm_server) -> None:
     assert "Observation: 1932" in app.state.prompts["calc"][-1]  # simple memory shows it
 
 
-def test_tool_errors_and_step_limit_end_in_a_recorded_failure(llm_server) -> None:
-    from agents.runner import attempt_for, make_backends
-
+def test_tool_errors_and_step_limit_end_in_a_recorded_failure(llm_server, tmp_path: Path) -> None:
     url, _ = llm_server
     config = _config(url, "lost", tools=["calculator", "sql"], max_steps=3)
-    attempt = attempt_for(_task(), config, "gaia:test", make_backends([config], 0.1)(config))
+    attempt = _attempt(config, tmp_path)
     assert not attempt.passed and attempt.error == "step_limit"
     observations = [s["observation"] for s in attempt.details["trace"]]
     assert observations[0].startswith("error: this task has no attached SQLite database")
@@ -170,12 +182,10 @@ def test_tool_errors_and_step_limit_end_in_a_recorded_failure(llm_server) -> Non
     assert attempt.details["steps"] == 3
 
 
-def test_vote_scaling_runs_n_times_and_counts_every_call(llm_server) -> None:
-    from agents.runner import attempt_for, make_backends
-
+def test_vote_scaling_runs_n_times_and_counts_every_call(llm_server, tmp_path: Path) -> None:
     url, _ = llm_server
     config = _config(url, "plain", scaling="vote:3", planning="once")
-    attempt = attempt_for(_task(), config, "gaia:test", make_backends([config], 0.1)(config))
+    attempt = _attempt(config, tmp_path)
     assert attempt.passed and attempt.details["runs"] == 3
     assert attempt.details["llm_calls"] == 6  # a plan and an answer per run
     assert attempt.usage.prompt_tokens == 60
@@ -229,23 +239,17 @@ def test_killed_sweep_resumes_with_one_attempt_each(llm_server, tmp_path: Path) 
 
 
 def test_embedded_model_runs_the_graph_end_to_end(tmp_path: Path) -> None:
-    from agents.runner import attempt_for, make_backends
-
     config = AgentConfig(model="smollm2-135m", tools=["calculator"], max_steps=2, max_tokens=48)
-    backends = make_backends([config], 0.1)(config)
-    first = attempt_for(_task(), config, "gaia:test", backends, seed=0)
-    again = attempt_for(_task(), config, "gaia:test", backends, seed=0)
+    first = _attempt(config, tmp_path, seed=0)
+    again = _attempt(config, tmp_path, seed=0)
     assert first.usage.completion_tokens > 0 and first.cost.dollars > 0
     assert first.details["llm_calls"] >= 1 and first.details["steps"] >= 1
     assert (first.output, first.details["trace"]) == (again.output, again.details["trace"])
 
 
-def test_python_tool_runs_in_the_sandbox_with_the_attachment(llm_server) -> None:
-    from agents.runner import attempt_for, make_backends
-
+def test_python_tool_runs_in_the_sandbox_with_the_attachment(llm_server, tmp_path: Path) -> None:
     url, _ = llm_server
-    task = next(t for t in load_tasks(MINI_TASKS) if t.task_id == "mini-l1-csv")
     config = _config(url, "py", tools=["python"])
-    attempt = attempt_for(task, config, "gaia:test", make_backends([config], 0.1)(config))
+    attempt = _attempt(config, tmp_path, "mini-l1-csv")
     assert attempt.details["trace"][0]["observation"] == "1677.25"
     assert attempt.passed

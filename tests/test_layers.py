@@ -25,11 +25,7 @@ LAYERS = {
     "agents": 5,
     "llm_eff.cli": 6,
 }
-KNOWN_UPWARD = {
-    ("evals.runner", "routers.cascade"),
-    ("evals.runner", "routers.sql.routed"),
-    ("evals.systems", "routers.sql.routed"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def unit(module: str) -> str | None:

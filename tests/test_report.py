@@ -31,7 +31,11 @@ def run_log(tmp_path: Path, humaneval_file: Path, tiny_model) -> Path:
     backend = TransformersBackend(parse_model("tiny-llama"), model=model, tokenizer=tok)
     run_system(bench, parse_system("reference"), log, RunOptions())
     run_system(
-        bench, parse_system("tiny-llama:best-of-2,max_tokens=6"), log, RunOptions(), backend=backend
+        bench,
+        parse_system("tiny-llama:best-of-2,max_tokens=6"),
+        log,
+        RunOptions(),
+        backends={("tiny-llama", None): backend},
     )
     return log.path
 

@@ -127,7 +127,7 @@ def test_system_specs_for_pipelines_and_routed_systems() -> None:
     assert (basic.name, basic.model, basic.pipeline) == ("sql-basic", "smollm2-135m", "basic")
     routed = parse_system("routed:knn:base=tiny-llama,max_tokens=64,folds=3")
     assert routed.name == "routed:knn" and routed.extra == {"base": "tiny-llama", "folds": 3}
-    targets = routed.routed_targets()
+    targets = routed.steps()[:-1]
     assert [t.pipeline for t in targets] == list(TARGETS)
     assert parse_system("sql-basic:base=tiny-llama,max_tokens=64").hash == targets[0].hash
     assert parse_system("routed:knn:folds=3").hash != parse_system("routed:knn").hash

@@ -6,6 +6,8 @@ ncb-java[:FILE]         the same for Java (needs NCB's JUnit jars: --java-libs)
 humaneval:FILE          any HumanEval-format .jsonl / .jsonl.gz
 efficiency[:SPLIT]      problems with efficiency headroom (packaged); SPLIT: all, train, test
 spider-dev:DIR          Spider dev (your copy: DIR/dev.json, DIR/tables.json), execution accuracy
+gaia-mini               nine offline GAIA-format tasks (package data; systems: agent:CONFIG)
+gaia:DIR                any GAIA-format task directory (DIR/metadata.jsonl + attachments)
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from collections.abc import Callable
 
 from evals.benchmarks.base import Benchmark
 from evals.benchmarks.efficiency import load_efficiency
+from evals.benchmarks.gaia import load_gaia
 from evals.benchmarks.humaneval import load_humaneval
 from evals.benchmarks.ncb import load_ncb
 from evals.benchmarks.spider import load_spider_dev
 from llm_eff.core.errors import UserError
+
+
+def _missing(form: str) -> Benchmark:
+    raise UserError(f"this benchmark needs a path: {form}")
 
 
 def _humaneval(path: str | None, **opts) -> Benchmark:
@@ -41,6 +48,14 @@ REGISTRY: dict[str, tuple[Callable[..., Benchmark], str]] = {
     "spider-dev": (
         lambda path, **o: load_spider_dev(path),
         "Spider dev by execution accuracy on databases built from tables.json: spider-dev:DIR",
+    ),
+    "gaia-mini": (
+        lambda path, **o: load_gaia(),
+        "nine offline GAIA-format tasks (CSV, SQLite, text; packaged); systems: agent:CONFIG",
+    ),
+    "gaia": (
+        lambda path, **o: load_gaia(path) if path else _missing("gaia:DIR"),
+        "GAIA-format task directory (metadata.jsonl + attachments): gaia:DIR",
     ),
     "efficiency": (
         lambda split, **o: load_efficiency(split, timeout_s=o.get("timeout_s", 10.0)),

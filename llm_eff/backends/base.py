@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from llm_eff.core.types import Cost, Usage
 
@@ -30,6 +30,7 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     cost: Cost = field(default_factory=Cost)
     finish_reason: str = "stop"
+    details: dict[str, Any] = field(default_factory=dict)  # what the system reports (steps, ...)
 
 
 @runtime_checkable

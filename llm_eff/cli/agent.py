@@ -20,32 +20,37 @@ TASKS_HELP = "GAIA-format task directory (metadata.jsonl + attachments); default
 
 def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path | None,
          hardware_price: float, limit: int | None) -> None:  # fmt: skip
+    from rich.table import Table
 
-    from agents import MINI_TASKS
-    from agents.gaia import load_tasks
-    from agents.runner import benchmark_name, recommend, run_agents
+    from agents.system import recommend, run_agents
+    from evals.benchmarks.gaia import MINI_TASKS, load_gaia
     from evals.metrics.summary import summarize
+    from evals.runner import pending, select_tasks
     from llm_eff.core.runlog import RunLog
 
     console = make_console()
     directory = tasks_dir or MINI_TASKS
-    tasks = load_tasks(directory)[: limit or None]
-    bench = benchmark_name(directory)
+    benchmark = load_gaia(directory)  # a bad directory fails before any config is read
     run = run or Path("runs") / f"agents-{Path(directory).resolve().name}.jsonl"
     log = RunLog(run)
-    names = {c.name for c in configs}
+    tasks = select_tasks(benchmark, limit)
+    from agents.system import agent_system
+
+    systems = [agent_system(c) for c in configs]
     with progress_bar(console) as bar:
         job = bar.add_task("agent attempts", total=len(tasks) * len(configs))
-        done = {(b, t, h) for b, t, h, _ in log.done_keys()}
-        bar.update(job, completed=sum(
-            (bench, t.task_id, c.hash) in done for t in tasks for c in configs
-        ))  # fmt: skip
-        run_agents(tasks, configs, log, bench, hardware_price,
-                   progress=lambda a: bar.advance(job))  # fmt: skip
-    attempts = [a for a in log.read() if a.benchmark == bench and a.system in names]
+        done = log.done_keys()
+        bar.update(job, completed=len(tasks) * len(configs)
+                   - sum(len(pending(benchmark, tasks, s, done)) for s in systems))  # fmt: skip
+        run_agents(configs, log, directory, limit, hardware_price,
+                   progress=lambda name, n: bar.advance(job, n))  # fmt: skip
+    hashes, ids = {s.hash for s in systems}, {t.id for t in tasks}
+    attempts = [
+        a
+        for a in log.read()
+        if a.benchmark == benchmark.name and a.system_hash in hashes and a.task_id in ids
+    ]
     summaries = sorted(summarize(attempts), key=lambda s: s.cost_of_pass)
-    from rich.table import Table
-
     table = Table("configuration", "accuracy", "$ / task", "tokens / task", "cost-of-pass")
     for s in summaries:
         table.add_row(s.system, f"{s.accuracy:.1%}", f"{s.dollars_per_attempt:.6f}",

@@ -77,10 +77,9 @@ def eval_command(
     """Run systems over a benchmark; every attempt lands in the run log as it finishes."""
 
     from evals.benchmarks import load_benchmark
-    from evals.runner import RunOptions, pending, run_systems, select_tasks
+    from evals.runner import RunOptions, check_systems, pending, run_systems, select_tasks
     from evals.systems import parse_system
     from llm_eff.core.runlog import RunLog
-    from llm_eff.models.registry import parse_model
 
     console = make_console()
     if engine not in ("transformers", "vllm"):
@@ -88,16 +87,10 @@ def eval_command(
     if not system:
         console.print("no --system given: evaluating the embedded model, smollm2-135m")
     systems = list({s.hash: s for s in map(parse_system, system or ["smollm2-135m"])}.values())
-    for s in systems:
-        for model in s.models():
-            ref = parse_model(model)
-            if ref.kind == "api":
-                from llm_eff.backends.litellm_backend import check_api_key
-
-                check_api_key(ref.name, s.api_base)
     benchmark = load_benchmark(
         bench, java_libs=str(java_libs) if java_libs else None, timeout_s=timeout
     )
+    check_systems(benchmark, systems)
     log_path = run or Path("runs") / f"{benchmark.name.replace(':', '-').replace('/', '-')}.jsonl"
     log = RunLog(log_path)
     task_ids = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else ()

@@ -30,4 +30,4 @@ def load(ref: ModelRef) -> tuple[Any, Any]:
     return load_drllm(ref.path, base), tokenizer
 
 
-KIND = ModelKind("drllm", parse, load)
+KIND = ModelKind("drllm", parse, load, prefix="drllm:")

@@ -57,13 +57,15 @@ class ModelKind:
 
     `parse(spec)` claims a model string (a ModelRef) or returns None; it raises UserError for a
     string it claims but cannot use. `load(ref)` returns (model, tokenizer) in eval mode.
-    `vllm`: whether the vLLM engine can serve it.
+    `vllm`: whether the vLLM engine can serve it. `prefix`: the `NAME:` its strings start with,
+    if any (so that a system spec knows where the model string ends).
     """
 
     name: str
     parse: Callable[[str], ModelRef | None]
     load: Callable[[ModelRef], tuple[Any, Any]]
     vllm: bool = False
+    prefix: str = ""
 
 
 ENTRY_POINT_GROUP = "llm_eff.model_kinds"
@@ -82,6 +84,11 @@ def model_kinds() -> dict[str, ModelKind]:
             kind = point.load()
             _KINDS.setdefault(kind.name, kind)
     return dict(_KINDS)
+
+
+def model_prefixes() -> tuple[str, ...]:
+    """The `NAME:` prefixes a model string may start with (api:, hf: and the kinds' own)."""
+    return ("api:", "hf:", *(k.prefix for k in model_kinds().values() if k.prefix))
 
 
 def _known_providers() -> set[str]:

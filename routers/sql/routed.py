@@ -27,11 +27,14 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
+from evals.systems import SystemKind, SystemSpec
 from llm_eff.core.errors import UserError
 from llm_eff.core.types import Attempt, Cost, Task
+from llm_eff.models.embedded import NAME as EMBEDDED
 
 TARGETS = ("basic", "intermediate", "advanced")
 KINDS = ("rules", "knn", "logistic", "slm", "dpo", "random", "oracle")
@@ -183,3 +186,80 @@ def routed_attempt(
         details={**chosen.details, "routed_to": decision.target, "router_score": decision.score,
                  "decision_ms": decision.seconds * 1000},
     )  # fmt: skip
+
+
+def _check(system: SystemSpec) -> SystemSpec:
+    router = system.model.removeprefix("routed:")
+    if router not in KINDS:
+        raise UserError(
+            f"system '{system.model}': unknown router '{router}' (known: {', '.join(KINDS)})"
+        )
+    if system.samples > 1 or system.best_of > 1 or system.pipeline:
+        raise UserError(
+            f"system '{system.model}': a routed system takes no samples/best_of/pipeline"
+        )
+    return system
+
+
+def _folds(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 2:
+        raise ValueError("must be an integer >= 2")
+    return int(raw)
+
+
+def targets(system: SystemSpec) -> list[SystemSpec]:
+    """The pipeline systems a routed system chooses between (same model and decoding)."""
+    base = system.extra.get("base", EMBEDDED)
+    return [
+        SystemSpec(model=base, max_tokens=system.max_tokens, api_base=system.api_base, pipeline=p)
+        for p in TARGETS
+    ]
+
+
+def _fits(system: SystemSpec, benchmark: Any) -> None:
+    if benchmark.solve is None:
+        raise UserError(
+            f"'{system.name}' routes between pipelines, and {benchmark.name} has none "
+            "(text-to-SQL benchmarks such as spider-dev do)"
+        )
+
+
+def _replay(
+    benchmark: Any, system: SystemSpec, tasks: list[Task], recorded: list[Attempt], options: Any
+) -> list[Attempt]:
+    """The routed attempts, from the pipelines' recorded greedy attempts."""
+    hashes = {spec.hash: spec.pipeline for spec in targets(system)}
+    by_target: dict[str, dict[str, Attempt]] = {p: {} for p in TARGETS}
+    for a in recorded:
+        if a.sample == 0 and a.system_hash in hashes:
+            by_target[hashes[a.system_hash]][a.task_id] = a
+    decisions = route_offline(
+        system.model.removeprefix("routed:"),
+        tasks,
+        by_target,
+        system.extra.get("folds", 5),
+        options.seed,
+    )
+    return [
+        routed_attempt(
+            d,
+            by_target[d.target][d.task.id],
+            system.name,
+            system.hash,
+            options.hardware_dollars_per_hour,
+        )
+        for d in decisions
+    ]
+
+
+SYSTEM_KIND = SystemKind(
+    "routed",
+    f"routed:ROUTER[:base=MODEL,folds=5] picks Spider's pipeline per question ({', '.join(KINDS)}),"
+    " cross-validated by database from the pipelines' attempts",
+    options={"base": str, "folds": _folds},
+    check=_check,
+    fits=_fits,
+    models=lambda system: [system.extra.get("base", EMBEDDED)],
+    steps=lambda system: [*targets(system), system],
+    replay=_replay,
+)

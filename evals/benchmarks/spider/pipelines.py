@@ -25,9 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from evals.systems import SystemKind, SystemSpec, as_model
 from llm_eff.backends.base import Backend, Completion, GenerationConfig
 from llm_eff.core.errors import UserError
 from llm_eff.core.types import Cost, Task, Usage
+from llm_eff.models.embedded import NAME as EMBEDDED
 
 PIPELINES = ("basic", "intermediate", "advanced", "cascade")
 
@@ -192,3 +194,23 @@ def solve(
     # each question's steps stay sequential; the questions' calls are batched together
     with ThreadPoolExecutor(max_workers=max(len(tasks), 1)) as pool:
         return list(pool.map(one, tasks))
+
+
+def _alias(pipeline: str) -> SystemKind:
+    """The `sql-PIPELINE[:base=MODEL]` system: `pipeline` on the embedded model or on MODEL."""
+    name = f"sql-{pipeline}"
+
+    def check(system: SystemSpec) -> SystemSpec:
+        base = system.extra.get("base", EMBEDDED)
+        return as_model(system, base, pipeline=pipeline, label=system.label or name)
+
+    return SystemKind(
+        name,
+        f"{name}[:base=MODEL] Spider's {pipeline} pipeline (named as written)",
+        options={"base": str},
+        body=False,
+        check=check,
+    )
+
+
+SYSTEM_KINDS = [_alias(p) for p in PIPELINES]

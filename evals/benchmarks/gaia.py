@@ -16,9 +16,13 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from evals.benchmarks.base import Benchmark
 from llm_eff.core.errors import UserError
+from llm_eff.core.types import Task
+from llm_eff.sandbox.outcome import TestOutcome
 
 METADATA = "metadata.jsonl"
+MINI_TASKS = Path(__file__).parent / "data" / "gaia-mini"  # the shipped offline task set
 
 
 @dataclass(frozen=True)
@@ -110,3 +114,38 @@ def score_answer(answer: str, reference: str) -> bool:
                 return False
         return True
     return normalize_text(answer) == normalize_text(reference)
+
+
+def _score(task: Task, output: str) -> TestOutcome:
+    if not output.strip():
+        return TestOutcome(False, "no_answer", 0, 1, message="the system gave no final answer")
+    if score_answer(output.strip(), task.reference):
+        return TestOutcome(True, "passed", 1, 1)
+    return TestOutcome(False, "wrong_answer", 0, 1, message=f"answered {output.strip()[:200]!r}")
+
+
+def load_gaia(directory: str | Path | None = None) -> Benchmark:
+    """A GAIA-format task directory (default: the shipped gaia-mini) as a benchmark; its systems
+    are agent configurations (`agent:CONFIG.yaml`) or any model answering the question."""
+    root = Path(directory).expanduser() if directory else MINI_TASKS
+    tasks = [
+        Task(
+            id=t.task_id,
+            prompt=t.question,
+            language="text",
+            reference=t.answer,
+            metadata={
+                "category": f"level {t.level}",
+                "level": t.level,
+                "file": str(t.file) if t.file else None,
+            },
+        )
+        for t in load_tasks(root)
+    ]
+    return Benchmark(
+        name=f"gaia:{root.resolve().name}",
+        tasks=tasks,
+        scorer=_score,
+        reference=lambda task: task.reference,
+        description=f"GAIA-format tasks in {root.resolve().name} (exact answer, GAIA's scorer)",
+    )
