@@ -86,8 +86,13 @@ class AgentConfig:
 
     def default_name(self) -> str:
         """A short name from the switches."""
-        parts = [self.model, f"plan={self.planning}", f"mem={self.memory}",
-                 f"steps={self.max_steps}", "tools=" + "+".join(self.tools)]  # fmt: skip
+        parts = [
+            self.model,
+            f"plan={self.planning}",
+            f"mem={self.memory}",
+            f"steps={self.max_steps}",
+            "tools=" + "+".join(self.tools),
+        ]
         if self.scaling != "none":
             parts.append(self.scaling)
         return " ".join(parts)

@@ -45,10 +45,14 @@ def run_once(
     tools = make_tools(list(config.tools), config.search_function)
     graph = build_graph(config, tools, models)
     state = graph.invoke(
-        {"question": task.prompt, "attachment": task.metadata.get("file"), "steps": [],
-         "summary": ""},
+        {
+            "question": task.prompt,
+            "attachment": task.metadata.get("file"),
+            "steps": [],
+            "summary": "",
+        },
         {"recursion_limit": 6 * config.max_steps + 10},
-    )  # fmt: skip
+    )
     failure = state.get("failure")
     answer = state.get("answer")
     if answer is None and failure is None:

@@ -35,8 +35,13 @@ def train(algo: str, args: argparse.Namespace, console) -> float:  # noqa: ANN00
 
     out = args.out / algo
     steps = args.ppo_steps if algo == "ppo" else args.grpo_steps
-    settings = {"steps": steps, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
-                "learning_rate": args.lr, "save_every": 2}  # fmt: skip
+    settings = {
+        "steps": steps,
+        "max_new_tokens": args.max_new_tokens,
+        "seed": args.seed,
+        "learning_rate": args.lr,
+        "save_every": 2,
+    }
     if algo == "ppo":
         settings.update(batch_size=4, samples_per_prompt=2, minibatch_size=4)
     else:
@@ -46,9 +51,16 @@ def train(algo: str, args: argparse.Namespace, console) -> float:  # noqa: ANN00
     started = time.perf_counter()
     with Progress(console=console) as bar:
         job = bar.add_task(f"{algo} training", total=steps)
-        summary = rl_train(algo, args.model, load_benchmark("efficiency:train"), out, settings,
-                           RewardConfig(timeout_s=5.0), rank=8,
-                           progress=lambda s, t, _: bar.update(job, completed=s))  # fmt: skip
+        summary = rl_train(
+            algo,
+            args.model,
+            load_benchmark("efficiency:train"),
+            out,
+            settings,
+            RewardConfig(timeout_s=5.0),
+            rank=8,
+            progress=lambda s, t, _: bar.update(job, completed=s),
+        )
     total = before + (time.perf_counter() - started if summary["steps_logged"] else 0.0)
     seconds_file.write_text(json.dumps({"seconds": total}))
     return total
@@ -105,9 +117,17 @@ def main() -> None:
     attempts = [a for a in log.read() if a.benchmark == bench.name]
     summaries = {s.system: s for s in summarize(attempts)}
     base_times = runtimes(attempts, "base")
-    table = Table("system", "pass@1", "faster than base", "median runtime ratio",
-                  "tokens / problem", "$ / attempt", "training $", "cost-of-pass (amortised)",
-                  "train s")  # fmt: skip
+    table = Table(
+        "system",
+        "pass@1",
+        "faster than base",
+        "median runtime ratio",
+        "tokens / problem",
+        "$ / attempt",
+        "training $",
+        "cost-of-pass (amortised)",
+        "train s",
+    )
     for name in specs:
         s = summaries[name]
         train_dollars = seconds.get(name, 0.0) * DEFAULT_HARDWARE_DOLLARS_PER_HOUR / 3600
@@ -121,10 +141,17 @@ def main() -> None:
             wins = sum(r < 1.0 for r in ratios)
             faster = f"{wins}/{len(common)}" if common else "no comparable problem"
             ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
-        table.add_row(name, f"{s.accuracy:.1%}", faster, ratio,
-                      f"{s.tokens_per_attempt:,.0f}", f"{s.dollars_per_attempt:.6f}",
-                      f"{train_dollars:.5f}", "inf" if cop == float("inf") else f"{cop:.6f}",
-                      f"{seconds.get(name, 0.0):.0f}")  # fmt: skip
+        table.add_row(
+            name,
+            f"{s.accuracy:.1%}",
+            faster,
+            ratio,
+            f"{s.tokens_per_attempt:,.0f}",
+            f"{s.dollars_per_attempt:.6f}",
+            f"{train_dollars:.5f}",
+            "inf" if cop == float("inf") else f"{cop:.6f}",
+            f"{seconds.get(name, 0.0):.0f}",
+        )
     console.print(
         f"{len(bench.tasks)} held-out problems x {args.samples} samples; backbone {args.model}; "
         f"training cost spread over {args.queries:,} queries; evaluation {eval_s:.0f} s"

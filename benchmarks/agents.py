@@ -31,9 +31,11 @@ GRID = [  # (name, settings)
     ("no-plan-simple-3", {"planning": "none", "memory": "simple", "max_steps": 3}),
     ("no-plan-no-memory-3", {"planning": "none", "memory": "none", "max_steps": 3}),
     ("replan1-simple-3", {"planning": "every:1", "memory": "simple", "max_steps": 3}),
-    ("no-plan-simple-4-vote3", {"planning": "none", "memory": "simple", "max_steps": 4,
-                                "scaling": "vote:3"}),
-]  # fmt: skip
+    (
+        "no-plan-simple-4-vote3",
+        {"planning": "none", "memory": "simple", "max_steps": 4, "scaling": "vote:3"},
+    ),
+]
 
 
 def configs_for(model: str, max_tokens: int) -> list:
@@ -44,7 +46,7 @@ def configs_for(model: str, max_tokens: int) -> list:
     return [
         AgentConfig(
             name=f"{short} {name}", model=model, tools=ALL_TOOLS, max_tokens=max_tokens, **settings
-        )  # fmt: skip
+        )
         for name, settings in GRID
     ]
 
@@ -104,8 +106,15 @@ def main() -> None:
             for o in summaries
         ):
             frontier.add(s.system)
-    table = Table("configuration", "accuracy", "$ / task", "tokens / task", "LLM calls / task",
-                  "cost-of-pass", "frontier")  # fmt: skip
+    table = Table(
+        "configuration",
+        "accuracy",
+        "$ / task",
+        "tokens / task",
+        "LLM calls / task",
+        "cost-of-pass",
+        "frontier",
+    )
     calls = {
         s.system: sum(a.details.get("llm_calls", 0) for a in attempts if a.system == s.system)
         / max(1, s.attempts)
@@ -113,11 +122,14 @@ def main() -> None:
     }
     for s in sorted(summaries, key=lambda s: -s.dollars_per_attempt):
         table.add_row(
-            s.system, f"{s.accuracy:.1%}", f"{s.dollars_per_attempt:.6f}",
-            f"{s.tokens_per_attempt:,.0f}", f"{calls[s.system]:.1f}",
+            s.system,
+            f"{s.accuracy:.1%}",
+            f"{s.dollars_per_attempt:.6f}",
+            f"{s.tokens_per_attempt:,.0f}",
+            f"{calls[s.system]:.1f}",
             "inf" if s.cost_of_pass == float("inf") else f"{s.cost_of_pass:.6f}",
             "yes" if s.system in frontier else "",
-        )  # fmt: skip
+        )
     console.print(f"{len(tasks)} tasks from {directory}; backbone {args.model}")
     console.print(table)
     pick, best = recommend(summaries)

@@ -56,11 +56,13 @@ def main() -> None:
                 jobs[phase] = bar.add_task(phase, total=total)
             bar.update(jobs[phase], completed=done)
 
-        labels = collect_plans(routed, tokenizer, train, args.simulations, args.length_penalty,
-                               args.seed, progress)  # fmt: skip
+        labels = collect_plans(
+            routed, tokenizer, train, args.simulations, args.length_penalty, args.seed, progress
+        )
         started = time.perf_counter()
-        fit = fit_routers(routed, tokenizer, train, labels, args.epochs, seed=args.seed,
-                          progress=progress)  # fmt: skip
+        fit = fit_routers(
+            routed, tokenizer, train, labels, args.epochs, seed=args.seed, progress=progress
+        )
         fit_s = time.perf_counter() - started
         routed.save(args.out)
         results = evaluate_depth(routed, tokenizer, test, labels, args.seed, progress)
@@ -73,11 +75,21 @@ def main() -> None:
     )
     table = Table("system", "held-out accuracy", "mean layers executed", "layers saved")
     for name, row in results.items():
-        table.add_row(name, f"{row['accuracy']:.1%}", f"{row['mean_layers']:.2f}",
-                      f"{routed.depth - row['mean_layers']:.2f}")  # fmt: skip
+        table.add_row(
+            name,
+            f"{row['accuracy']:.1%}",
+            f"{row['mean_layers']:.2f}",
+            f"{routed.depth - row['mean_layers']:.2f}",
+        )
     console.print(table)
-    summary = {**vars(args), "out": str(args.out), "fit": fit, "results": results,
-               "search_seconds": labels.seconds, "fit_seconds": fit_s}  # fmt: skip
+    summary = {
+        **vars(args),
+        "out": str(args.out),
+        "fit": fit,
+        "results": results,
+        "search_seconds": labels.seconds,
+        "fit_seconds": fit_s,
+    }
     (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 

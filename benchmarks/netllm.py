@@ -81,8 +81,9 @@ def main() -> None:
         abr = evaluate_abr(net, target_return(pool), test, video, bounds=return_range(pool))
         console.print(f"adapter's bitrate levels over all test decisions: {abr['netllm_levels']}")
         median = float(np.median([r[0] for r in (_rtg(t.rewards) for t in pool)]))
-        low_qoe, _, _, low_levels = lm_sessions_qoe(net, median, test, video,
-                                                    bounds=return_range(pool))  # fmt: skip
+        low_qoe, _, _, low_levels = lm_sessions_qoe(
+            net, median, test, video, bounds=return_range(pool)
+        )
         abr["per_trace"]["netllm (median target)"] = low_qoe
         abr["qoe"]["netllm (median target)"] = float(np.mean(low_qoe))
         console.print(f"levels with the median target return: {low_levels}")
@@ -97,8 +98,7 @@ def main() -> None:
         for name, qoe in abr["qoe"].items():
             wins = np.mean(np.array(abr["per_trace"][name]) >= mpc)
             gain = (qoe - abr["qoe"]["mpc"]) / abs(abr["qoe"]["mpc"])
-            table.add_row(name, f"{qoe:.3f}", f"{gain:+.1%}", f"{wins:.0%}",
-                          f"{latency[name]:.2f}")  # fmt: skip
+            table.add_row(name, f"{qoe:.3f}", f"{gain:+.1%}", f"{wins:.0%}", f"{latency[name]:.2f}")
         console.print(
             f"{len(test)} FCC test traces, backbone {args.model}; adapter latency "
             f"{abr['latency_ms']:.1f} ms per lone decision, {abr['batched_latency_ms']:.2f} ms per "
@@ -116,13 +116,18 @@ def main() -> None:
             f"L1 {vp_losses[0] * 90:.2f} -> {np.mean(vp_losses[-20:]) * 90:.2f} degrees"
         )
         vp = evaluate_vp(vp_net, train_w, test_w)
-        table = Table("VP method", "MAE 0.2 s", "0.4 s", "0.6 s", "0.8 s", "1.0 s", "mean",
-                      "vs best baseline")  # fmt: skip
+        table = Table(
+            "VP method", "MAE 0.2 s", "0.4 s", "0.6 s", "0.8 s", "1.0 s", "mean", "vs best baseline"
+        )
         best = min(v for k, v in vp["mae"].items() if k != "netllm")
         for name, steps in vp["mae_by_step"].items():
             mean = vp["mae"][name]
-            table.add_row(name, *(f"{x:.2f}" for x in steps), f"{mean:.2f}",
-                          f"{(best - mean) / best:+.1%}" if name == "netllm" else "")  # fmt: skip
+            table.add_row(
+                name,
+                *(f"{x:.2f}" for x in steps),
+                f"{mean:.2f}",
+                f"{(best - mean) / best:+.1%}" if name == "netllm" else "",
+            )
         console.print(
             f"{vp['windows']:,} test windows of held-out users; adapter "
             f"{vp['latency_ms_per_window']:.2f} ms per window (batched)"

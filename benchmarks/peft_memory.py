@@ -93,12 +93,31 @@ def worker(args: argparse.Namespace) -> None:
 def run_worker(method: str, phase: str, args: argparse.Namespace, workdir: Path) -> dict:
     """Run one worker subprocess and return its row (or the error)."""
     cmd = [
-        sys.executable, __file__, "--worker", method, "--phase", phase,
-        "--workdir", str(workdir), "--model", args.model, "--steps", str(args.steps),
-        "--quality-steps", str(args.quality_steps), "--batch-size", str(args.batch_size),
-        "--seq-len", str(args.seq_len), "--eval-limit", str(args.eval_limit),
-        "--rank", str(args.rank), "--reduction", str(args.reduction),
-    ]  # fmt: skip
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--phase",
+        phase,
+        "--workdir",
+        str(workdir),
+        "--model",
+        args.model,
+        "--steps",
+        str(args.steps),
+        "--quality-steps",
+        str(args.quality_steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--seq-len",
+        str(args.seq_len),
+        "--eval-limit",
+        str(args.eval_limit),
+        "--rank",
+        str(args.rank),
+        "--reduction",
+        str(args.reduction),
+    ]
     # large blocks straight from mmap, returned to the OS when freed: RSS then follows the
     # tensors alive instead of what glibc's heap keeps after a free
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
@@ -173,9 +192,18 @@ def main() -> None:
     full_mb = rows.get("full", {}).get("memory", {}).get("peak_train_mb")
     lora_fp16 = rows.get("lora", {}).get("memory", {}).get("fp16_adapter_bytes")
     table = Table(
-        "method", "trainable params", "peak train MiB", "vs full", "step s", "tokens/s",
-        "adapter file", "vs fp16 LoRA", "Spider EM (held-out dbs)", "held-out loss", "device",
-    )  # fmt: skip
+        "method",
+        "trainable params",
+        "peak train MiB",
+        "vs full",
+        "step s",
+        "tokens/s",
+        "adapter file",
+        "vs fp16 LoRA",
+        "Spider EM (held-out dbs)",
+        "held-out loss",
+        "device",
+    )
     for method in methods:
         mem = rows[method]["memory"]
         if "error" in mem:

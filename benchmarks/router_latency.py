@@ -87,9 +87,14 @@ def main() -> None:
     }
     table = Table("router", "encoder", *[f"{k} p50 / p95 ms" for k in prompts])
     rules = RuleRouter()
-    table.add_row("rules", "-", *[
-        "{:.3f} / {:.3f}".format(*_timed(rules.score, p, args.repeats)) for p in prompts.values()
-    ])  # fmt: skip
+    table.add_row(
+        "rules",
+        "-",
+        *[
+            "{:.3f} / {:.3f}".format(*_timed(rules.score, p, args.repeats))
+            for p in prompts.values()
+        ],
+    )
     for encoder in embedding.ENCODERS:
         os.environ[embedding.ENV] = encoder
         vectors = embedding.embed(texts)

@@ -61,14 +61,16 @@ def main() -> None:
             per_db[db] += 1
             ids.append(task.id)
     common = f"base={args.model},max_tokens={args.max_tokens}"
-    pipelines = [parse_system(f"sql-{p}:{common}")
-                 for p in ("basic", "intermediate", "advanced", "cascade")]  # fmt: skip
+    pipelines = [
+        parse_system(f"sql-{p}:{common}") for p in ("basic", "intermediate", "advanced", "cascade")
+    ]
     routed = [parse_system(f"routed:{k}:{common},folds={args.folds}") for k in ROUTERS]
     systems = pipelines + routed
     log = RunLog(args.run)
     options = RunOptions(task_ids=tuple(ids), batch_size=args.batch_size)
-    console.print(f"{len(ids)} questions from {len(per_db)} databases, model {args.model}, "
-                  f"run log {args.run}")  # fmt: skip
+    console.print(
+        f"{len(ids)} questions from {len(per_db)} databases, model {args.model}, run log {args.run}"
+    )
     with Progress(console=console) as bar:
         tasks = {s.name: bar.add_task(s.name, total=len(ids)) for s in systems}
         done = {(a.system_hash, a.task_id) for a in log.read()}
@@ -90,10 +92,21 @@ def main() -> None:
     systems = [s for s in systems if s.name not in failed]
     summaries = {s.name: summarize_system(by_hash[s.hash]) for s in systems}
     basic, advanced = summaries["sql-basic"], summaries["sql-advanced"]
-    table = Table(title=f"Spider dev, {len(ids)} questions, {args.model}: pipelines and routers "
-                        f"({args.folds}-fold cross-validation by database)")  # fmt: skip
-    for col in ("system", "EX", "tokens/q", "$/q", "cost-of-pass", "TEP vs basic",
-                "TEP vs advanced", "routed to (b/i/a)", "decision ms p50"):  # fmt: skip
+    table = Table(
+        title=f"Spider dev, {len(ids)} questions, {args.model}: pipelines and routers "
+        f"({args.folds}-fold cross-validation by database)"
+    )
+    for col in (
+        "system",
+        "EX",
+        "tokens/q",
+        "$/q",
+        "cost-of-pass",
+        "TEP vs basic",
+        "TEP vs advanced",
+        "routed to (b/i/a)",
+        "decision ms p50",
+    ):
         table.add_column(col, justify="left" if col == "system" else "right")
 
     def show(value: float | None, verdict: str) -> str:
@@ -102,8 +115,9 @@ def main() -> None:
     for s in systems:
         m = summaries[s.name]
         vs_basic = tep(m.accuracy, m.tokens_per_attempt, basic.accuracy, basic.tokens_per_attempt)
-        vs_adv = tep(m.accuracy, m.tokens_per_attempt, advanced.accuracy,
-                     advanced.tokens_per_attempt)  # fmt: skip
+        vs_adv = tep(
+            m.accuracy, m.tokens_per_attempt, advanced.accuracy, advanced.tokens_per_attempt
+        )
         share, ms = "-", "-"
         if s.kind == "routed":
             attempts = by_hash[s.hash]
@@ -111,17 +125,24 @@ def main() -> None:
             share = "/".join(str(count[p]) for p in ("basic", "intermediate", "advanced"))
             ms = f"{statistics.median(a.details.get('decision_ms', 0.0) for a in attempts):.3f}"
         table.add_row(
-            s.name, f"{m.accuracy:.1%}", f"{m.tokens_per_attempt:,.0f}",
+            s.name,
+            f"{m.accuracy:.1%}",
+            f"{m.tokens_per_attempt:,.0f}",
             f"{m.dollars_per_attempt:.6f}",
             "inf" if m.cost_of_pass == float("inf") else f"{m.cost_of_pass:.6f}",
             "-" if s.name == "sql-basic" else show(vs_basic.value, vs_basic.verdict),
-            "-" if s.name == "sql-advanced" else show(vs_adv.value, vs_adv.verdict), share, ms,
-        )  # fmt: skip
+            "-" if s.name == "sql-advanced" else show(vs_adv.value, vs_adv.verdict),
+            share,
+            ms,
+        )
     console.print(table)
     for name, reason in failed.items():
         console.print(f"{name}: not run - {reason}")
-    learned = [summaries[n] for n in summaries if n.startswith("routed:") and n != "routed:oracle"
-               and n != "routed:random"]  # fmt: skip
+    learned = [
+        summaries[n]
+        for n in summaries
+        if n.startswith("routed:") and n != "routed:oracle" and n != "routed:random"
+    ]
     if not learned:
         return
     best = max(learned, key=lambda m: (m.accuracy, -m.tokens_per_attempt))

@@ -70,8 +70,17 @@ def main() -> None:
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}"
     )
-    table = Table("mode", "start-up wall s", "start-up CPU s", "workers", "tasks", "passed",
-                  "wall s", "tasks/s", "vs first mode")  # fmt: skip
+    table = Table(
+        "mode",
+        "start-up wall s",
+        "start-up CPU s",
+        "workers",
+        "tasks",
+        "passed",
+        "wall s",
+        "tasks/s",
+        "vs first mode",
+    )
     first: dict[int, float] = {}
     for mode in args.modes:
         env = {**os.environ, "LLM_EFF_SANDBOX_ISOLATION": mode}
@@ -86,9 +95,17 @@ def main() -> None:
         res = json.loads(done.stdout.strip().splitlines()[-1])
         for n, total, passed, wall in res["rows"]:
             first.setdefault(n, wall)
-            table.add_row(res["mode"], f"{res['start_wall']:.3f}", f"{res['start_cpu']:.3f}",
-                          str(n), str(total), str(passed), f"{wall:.1f}", f"{total / wall:.2f}",
-                          f"{wall / first[n]:.2f}x")  # fmt: skip
+            table.add_row(
+                res["mode"],
+                f"{res['start_wall']:.3f}",
+                f"{res['start_cpu']:.3f}",
+                str(n),
+                str(total),
+                str(passed),
+                f"{wall:.1f}",
+                f"{total / wall:.2f}",
+                f"{wall / first[n]:.2f}x",
+            )
     console.print(table)
 
 

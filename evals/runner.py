@@ -177,10 +177,15 @@ def run_system(
             chunk = todo[start : start + step]
             if solve is None:
                 groups = [
-                    [Completion(benchmark.reference_output(t), Usage(model="reference"),
-                                Cost(0.0, "reference"))]
+                    [
+                        Completion(
+                            benchmark.reference_output(t),
+                            Usage(model="reference"),
+                            Cost(0.0, "reference"),
+                        )
+                    ]
                     for t, _ in chunk
-                ]  # fmt: skip
+                ]
             else:
                 config = GenerationConfig(
                     max_new_tokens=system.max_tokens,

@@ -159,8 +159,9 @@ def _scorers(
     logistic = LogisticRouter(length=False).fit(train_vec[rows], y)
     with_length = LogisticRouter().fit(train_vec[rows], y, texts)
     rules, rand = RuleRouter(), RandomRouter(seed=seed)
-    length = RuleRouter(name="length", w_length=1.0, w_code=0.0, w_reasoning=0.0, w_math=0.0,
-                        w_questions=0.0)  # fmt: skip
+    length = RuleRouter(
+        name="length", w_length=1.0, w_code=0.0, w_reasoning=0.0, w_math=0.0, w_questions=0.0
+    )
     s_ok, w_ok = test.correct[strong], test.correct[weak]
     scorers: Scorers = {
         "random": ([rand.score({}) for _ in test.prompts], lambda p: rand.score({})),
@@ -179,8 +180,10 @@ def _scorers(
     if small_lm > 0:
         from routers.slm import DPORouter, SLMRouter
 
-        binary = np.array([s and not w for s, w in zip(train.correct[strong],
-                           train.correct[weak], strict=True)], np.float32)  # fmt: skip
+        binary = np.array(
+            [s and not w for s, w in zip(train.correct[strong], train.correct[weak], strict=True)],
+            np.float32,
+        )
         rng = random.Random(seed)
         positive = [i for i, v in enumerate(binary) if v]
         negative = [i for i, v in enumerate(binary) if not v]
@@ -227,8 +230,17 @@ def run_bench(
     for run in range(seeds):
         train_idx, test_idx = SPLITS[split](outcomes, seed=seed + run)
         train, test = outcomes.subset(train_idx), outcomes.subset(test_idx)
-        scorers = _scorers(train, test, (vectors[train_idx], vectors[test_idx]), strong, weak,
-                           seed + run, k, label, small_lm)  # fmt: skip
+        scorers = _scorers(
+            train,
+            test,
+            (vectors[train_idx], vectors[test_idx]),
+            strong,
+            weak,
+            seed + run,
+            k,
+            label,
+            small_lm,
+        )
         s_ok, w_ok = test.correct[strong], test.correct[weak]
         s_cost = query_costs(test.prompts, strong_price)
         w_cost = query_costs(test.prompts, weak_price)
@@ -238,11 +250,16 @@ def run_bench(
             reaching = [p.cost for p in points if p.accuracy >= strong_acc - 1e-12]
             half = cpt(points, 0.5)
             at_half = next(p for p in points if p.strong_share >= half - 1e-12)
-            runs.setdefault(name, []).append(_Run(
-                apgr(points), half, cpt(points, 0.8), aiq(points),
-                min(reaching) if reaching else None,
-                cost_of_pass([at_half.cost], [at_half.accuracy]),
-            ))  # fmt: skip
+            runs.setdefault(name, []).append(
+                _Run(
+                    apgr(points),
+                    half,
+                    cpt(points, 0.8),
+                    aiq(points),
+                    min(reaching) if reaching else None,
+                    cost_of_pass([at_half.cost], [at_half.accuracy]),
+                )
+            )
             if run == 0:
                 latency[name] = _latency_ms(scorer, test.prompts) if scorer else None
         if run == 0:

@@ -79,8 +79,9 @@ class CascadeBackend:
                 kept = out[i][j]
                 usage = kept.usage + answer.usage
                 usage.model = answer.usage.model or self.strong.name
-                out[i][j] = Completion(answer.text, usage, kept.cost + answer.cost,
-                                       answer.finish_reason)  # fmt: skip
+                out[i][j] = Completion(
+                    answer.text, usage, kept.cost + answer.cost, answer.finish_reason
+                )
         return out
 
 

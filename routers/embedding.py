@@ -91,9 +91,16 @@ def _export(path: Path, int8: bool) -> None:
     axes = {"ids": {0: "batch", 1: "tokens"}, "mask": {0: "batch", 1: "tokens"}}
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on shape checks that hold for any input
-        torch.onnx.export(Pooled(), (example, example), str(tmp), input_names=["ids", "mask"],
-                          output_names=["vectors"], dynamic_axes=axes, opset_version=17,
-                          dynamo=False)  # fmt: skip
+        torch.onnx.export(
+            Pooled(),
+            (example, example),
+            str(tmp),
+            input_names=["ids", "mask"],
+            output_names=["vectors"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -101,8 +108,9 @@ def _export(path: Path, int8: bool) -> None:
         root, level = logging.getLogger(), logging.getLogger().level
         root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint to root
         try:
-            quantize_dynamic(str(tmp), str(quantized), weight_type=QuantType.QInt8,
-                             per_channel=True)  # fmt: skip
+            quantize_dynamic(
+                str(tmp), str(quantized), weight_type=QuantType.QInt8, per_channel=True
+            )
         finally:
             root.setLevel(level)
         tmp.unlink()
@@ -148,10 +156,17 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     step = min(batch_size, 8)  # onnxruntime on CPU: batches of 8 beat 64 by 1.5x (measured)
     for start in range(0, len(texts), step):
         rows = order[start : start + step]
-        batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                          max_length=limit, return_tensors="np")  # fmt: skip
-        feed = {"ids": batch["input_ids"].astype(np.int64),
-                "mask": batch["attention_mask"].astype(np.int64)}  # fmt: skip
+        batch = tokenizer(
+            [texts[i] for i in rows],
+            padding=True,
+            truncation=True,
+            max_length=limit,
+            return_tensors="np",
+        )
+        feed = {
+            "ids": batch["input_ids"].astype(np.int64),
+            "mask": batch["attention_mask"].astype(np.int64),
+        }
         out[rows] = session.run(None, feed)[0]
     return out
 

@@ -132,8 +132,9 @@ class SLMRouter(_SmallLMRouter):
     _head: Any = field(default=None, init=False, repr=False)
 
     def _logits(self, texts: list[str]) -> Any:
-        enc = self._tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
-                              max_length=self.max_length)  # fmt: skip
+        enc = self._tokenizer(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
+        )
         out = self._lm(**enc, output_hidden_states=True, logits_to_keep=1)
         return self._head(out.hidden_states[-1][:, -1].float())
 
@@ -250,17 +251,27 @@ class DPORouter(_SmallLMRouter):
             rows["chosen"].append(STRONG if label else WEAK)
             rows["rejected"].append(WEAK if label else STRONG)
         args = DPOConfig(
-            output_dir=str(out_dir / "trl"), per_device_train_batch_size=self.batch_size,
-            num_train_epochs=self.epochs, learning_rate=self.lr, beta=self.beta,
-            max_length=self.max_length, logging_steps=10, save_strategy="no", report_to="none",
-            use_cpu=not torch.cuda.is_available(), seed=self.seed, disable_tqdm=True,
-        )  # fmt: skip
+            output_dir=str(out_dir / "trl"),
+            per_device_train_batch_size=self.batch_size,
+            num_train_epochs=self.epochs,
+            learning_rate=self.lr,
+            beta=self.beta,
+            max_length=self.max_length,
+            logging_steps=10,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=not torch.cuda.is_available(),
+            seed=self.seed,
+            disable_tqdm=True,
+        )
         hf_logging.set_verbosity_error()
         trainer = DPOTrainer(
-            model=model, args=args, train_dataset=Dataset.from_dict(rows),
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_dict(rows),
             processing_class=self._tokenizer,
             peft_config=_lora_config(model, self.rank),
-        )  # fmt: skip
+        )
         trainer.train()
         # reopen the adapter on a fresh base, so a trained router and a loaded one are the same
         trainer.model.save_pretrained(out_dir / "adapter")

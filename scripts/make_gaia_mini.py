@@ -18,13 +18,19 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "agents" / "data" / "gaia-mini"
 
 SALES = [
-    ("1001", "north", "2024-01-15", "120.50"), ("1002", "south", "2024-01-20", "80.00"),
-    ("1003", "east", "2024-02-03", "210.25"), ("1004", "north", "2024-02-11", "95.00"),
-    ("1005", "west", "2024-02-19", "150.75"), ("1006", "south", "2024-03-02", "60.00"),
-    ("1007", "north", "2024-03-14", "175.00"), ("1008", "east", "2024-03-22", "90.50"),
-    ("1009", "north", "2024-04-05", "130.25"), ("1010", "west", "2024-04-18", "220.00"),
-    ("1011", "south", "2024-04-27", "45.00"), ("1012", "east", "2024-05-09", "300.00"),
-]  # fmt: skip
+    ("1001", "north", "2024-01-15", "120.50"),
+    ("1002", "south", "2024-01-20", "80.00"),
+    ("1003", "east", "2024-02-03", "210.25"),
+    ("1004", "north", "2024-02-11", "95.00"),
+    ("1005", "west", "2024-02-19", "150.75"),
+    ("1006", "south", "2024-03-02", "60.00"),
+    ("1007", "north", "2024-03-14", "175.00"),
+    ("1008", "east", "2024-03-22", "90.50"),
+    ("1009", "north", "2024-04-05", "130.25"),
+    ("1010", "west", "2024-04-18", "220.00"),
+    ("1011", "south", "2024-04-27", "45.00"),
+    ("1012", "east", "2024-05-09", "300.00"),
+]
 NOTES = """Team notes, spring 2024
 
 - The 2023 planning meeting took place in Lyon.
@@ -48,14 +54,23 @@ DIRECTORY = """# Staff directory
 | Lena Park | Room 401 | 4001 | - |
 """
 CUSTOMERS = [
-    (1, "Anna Schulz", "Germany"), (2, "Jean Dupont", "France"), (3, "Luis Garcia", "Spain"),
-    (4, "Eva Braun", "Germany"), (5, "Claire Martin", "France"), (6, "Max Keller", "Germany"),
+    (1, "Anna Schulz", "Germany"),
+    (2, "Jean Dupont", "France"),
+    (3, "Luis Garcia", "Spain"),
+    (4, "Eva Braun", "Germany"),
+    (5, "Claire Martin", "France"),
+    (6, "Max Keller", "Germany"),
     (7, "Sofia Rossi", "Italy"),
-]  # fmt: skip
+]
 ORDERS = [  # order id, customer id, quantity, unit price
-    (1, 2, 3, 9.99), (2, 1, 1, 24.50), (3, 5, 2, 15.00), (4, 2, 1, 120.00),
-    (5, 3, 4, 5.25), (6, 6, 2, 40.00), (7, 5, 5, 3.50),
-]  # fmt: skip
+    (1, 2, 3, 9.99),
+    (2, 1, 1, 24.50),
+    (3, 5, 2, 15.00),
+    (4, 2, 1, 120.00),
+    (5, 3, 4, 5.25),
+    (6, 6, 2, 40.00),
+    (7, 5, 5, 3.50),
+]
 
 
 def main() -> None:
@@ -91,28 +106,77 @@ def main() -> None:
     top_total = max(by_region, key=lambda r: sum(by_region[r]))
     most_orders = max(by_region, key=lambda r: len(by_region[r]))
     tasks = [
-        ("mini-l1-calc", 1, "A bakery sells 23 boxes of 12 muffins every day. How many muffins "
-         "does it sell in a 7-day week?", str(23 * 12 * 7), ""),
-        ("mini-l1-csv", 1, "What is the total of the amount column in the attached file? "
-         "Give the number only.", f"{sum(amounts):.2f}", "sales.csv"),
-        ("mini-l1-notes", 1, "According to the attached notes, in which city will the 2024 "
-         "planning meeting be held?", "Porto", "notes.txt"),
-        ("mini-l2-csv", 2, "In the attached sales file, which region has the highest total "
-         "amount?", top_total, "sales.csv"),
-        ("mini-l2-sql", 2, "How many customers in the attached shop database live in Germany?",
-         str(germans), "shop.sqlite"),
-        ("mini-l2-directory", 2, "Using the attached staff directory, in which room is the "
-         "office of the person who leads Project Falcon?", "Room 214", "directory.md"),
-        ("mini-l3-csv", 3, "In the attached sales file, what is the average amount of the "
-         "orders from the region with the most orders? Round to two decimals.",
-         f"{sum(by_region[most_orders]) / len(by_region[most_orders]):.2f}", "sales.csv"),
-        ("mini-l3-sql", 3, "In the attached shop database, what is the total revenue "
-         "(quantity times unit price) of the orders placed by customers from France? Round to "
-         "two decimals.", f"{france:.2f}", "shop.sqlite"),
-        ("mini-l3-directory", 3, "Using the attached staff directory, what is the phone "
-         "extension of the manager of the person who leads Project Falcon?", "4007",
-         "directory.md"),
-    ]  # fmt: skip
+        (
+            "mini-l1-calc",
+            1,
+            "A bakery sells 23 boxes of 12 muffins every day. How many muffins "
+            "does it sell in a 7-day week?",
+            str(23 * 12 * 7),
+            "",
+        ),
+        (
+            "mini-l1-csv",
+            1,
+            "What is the total of the amount column in the attached file? Give the number only.",
+            f"{sum(amounts):.2f}",
+            "sales.csv",
+        ),
+        (
+            "mini-l1-notes",
+            1,
+            "According to the attached notes, in which city will the 2024 "
+            "planning meeting be held?",
+            "Porto",
+            "notes.txt",
+        ),
+        (
+            "mini-l2-csv",
+            2,
+            "In the attached sales file, which region has the highest total amount?",
+            top_total,
+            "sales.csv",
+        ),
+        (
+            "mini-l2-sql",
+            2,
+            "How many customers in the attached shop database live in Germany?",
+            str(germans),
+            "shop.sqlite",
+        ),
+        (
+            "mini-l2-directory",
+            2,
+            "Using the attached staff directory, in which room is the "
+            "office of the person who leads Project Falcon?",
+            "Room 214",
+            "directory.md",
+        ),
+        (
+            "mini-l3-csv",
+            3,
+            "In the attached sales file, what is the average amount of the "
+            "orders from the region with the most orders? Round to two decimals.",
+            f"{sum(by_region[most_orders]) / len(by_region[most_orders]):.2f}",
+            "sales.csv",
+        ),
+        (
+            "mini-l3-sql",
+            3,
+            "In the attached shop database, what is the total revenue "
+            "(quantity times unit price) of the orders placed by customers from France? Round to "
+            "two decimals.",
+            f"{france:.2f}",
+            "shop.sqlite",
+        ),
+        (
+            "mini-l3-directory",
+            3,
+            "Using the attached staff directory, what is the phone "
+            "extension of the manager of the person who leads Project Falcon?",
+            "4007",
+            "directory.md",
+        ),
+    ]
     rows = [
         {"task_id": tid, "Question": q, "Level": level, "Final answer": a, "file_name": f}
         for tid, level, q, a, f in tasks

@@ -82,9 +82,17 @@ def test_bad_task_dirs_and_configs(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no metadata.jsonl"):
         load_tasks(tmp_path)
     (tmp_path / "metadata.jsonl").write_text(
-        json.dumps({"task_id": "t", "Question": "q", "Level": 1, "Final answer": "a",
-                    "file_name": "gone.csv"}) + "\n"
-    )  # fmt: skip
+        json.dumps(
+            {
+                "task_id": "t",
+                "Question": "q",
+                "Level": 1,
+                "Final answer": "a",
+                "file_name": "gone.csv",
+            }
+        )
+        + "\n"
+    )
     with pytest.raises(UserError, match="gone.csv not found"):
         load_tasks(tmp_path)
     with pytest.raises(UserError, match="unknown setting"):
@@ -208,17 +216,22 @@ def test_unknown_tool_or_model_in_a_config_is_one_line(tmp_path: Path) -> None:
 def test_killed_sweep_resumes_with_one_attempt_each(llm_server, tmp_path: Path) -> None:
     url, _ = llm_server
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump({
-        "base": {"model": "openai/calc", "api_base": url, "tools": ["calculator"]},
-        "grid": {"planning": ["none", "once"], "max_steps": [2, 4]},
-    }))  # fmt: skip
+    grid.write_text(
+        yaml.safe_dump(
+            {
+                "base": {"model": "openai/calc", "api_base": url, "tools": ["calculator"]},
+                "grid": {"planning": ["none", "once"], "max_steps": [2, 4]},
+            }
+        )
+    )
     run = tmp_path / "sweep.jsonl"
     configs = load_grid(grid)
     assert len(configs) == 4 and len({c.hash for c in configs}) == 4
     exe = Path(sys.executable).with_name("llm-eff")
     args = [str(exe), "agent", "sweep", "--grid", str(grid), "--run", str(run)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if run.exists() and len(run.read_text().splitlines()) >= 5:
@@ -228,8 +241,16 @@ def test_killed_sweep_resumes_with_one_attempt_each(llm_server, tmp_path: Path) 
     proc.wait()
     partial = len(RunLog(run).read())
     assert 5 <= partial < 36
-    result = cli("agent", "sweep", "--grid", str(grid), "--run", str(run),
-                 "--report", str(tmp_path / "report"))  # fmt: skip
+    result = cli(
+        "agent",
+        "sweep",
+        "--grid",
+        str(grid),
+        "--run",
+        str(run),
+        "--report",
+        str(tmp_path / "report"),
+    )
     assert result.returncode == 0, result.stderr
     attempts = RunLog(run).read()
     keys = [(a.task_id, a.system_hash) for a in attempts]

@@ -46,8 +46,9 @@ def test_a_plan_generates_the_same_with_and_without_the_kv_cache() -> None:
     ids = torch.randint(0, 300, (2, 6))
     with torch.no_grad(), apply_plan(model, [2, 0, 1, 2]):
         cached = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0)
-        plain = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0,
-                               use_cache=False)  # fmt: skip
+        plain = model.generate(
+            ids, max_new_tokens=6, do_sample=False, pad_token_id=0, use_cache=False
+        )
     assert torch.equal(cached, plain)
 
 
@@ -63,13 +64,15 @@ def test_routed_prefill_matches_running_the_plan_and_routers_start_at_full_depth
     for row, plan in enumerate(plans):
         positions = (mask[row : row + 1].cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad(), apply_plan(model, plan):
-            expected = model(ids[row : row + 1], attention_mask=mask[row : row + 1],
-                             position_ids=positions).logits[0]  # fmt: skip
+            expected = model(
+                ids[row : row + 1], attention_mask=mask[row : row + 1], position_ids=positions
+            ).logits[0]
         valid = mask[row].bool()
         assert torch.allclose(expected[valid], logits[row][valid], atol=1e-5)
     assert routed.route(ids, mask) == [[1, 1, 1, 1]] * 3
-    new, chosen = generate_routed(routed, ids, mask, max_new_tokens=3, do_sample=False,
-                                  pad_token_id=0)  # fmt: skip
+    new, chosen = generate_routed(
+        routed, ids, mask, max_new_tokens=3, do_sample=False, pad_token_id=0
+    )
     assert len(new) == 3 and chosen == [[1, 1, 1, 1]] * 3
 
 
@@ -133,18 +136,38 @@ def test_trained_routers_are_an_eval_system_reporting_layers(tmp_path: Path) -> 
     from llm_eff.core.runlog import RunLog
 
     out = tmp_path / "routers"
-    result = CliRunner().invoke(app, [
-        "depth", "train-routers", "--model", "tiny-llama", "--out", str(out), "--train", "6",
-        "--test", "4", "--simulations", "6", "--epochs", "20",
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "depth",
+            "train-routers",
+            "--model",
+            "tiny-llama",
+            "--out",
+            str(out),
+            "--train",
+            "6",
+            "--test",
+            "4",
+            "--simulations",
+            "6",
+            "--epochs",
+            "20",
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved["results"]) == {"full depth", "Dr.LLM routed", "random skipping",
-                                     "static pruning"}  # fmt: skip
+    assert set(saved["results"]) == {
+        "full depth",
+        "Dr.LLM routed",
+        "random skipping",
+        "static pruning",
+    }
     assert saved["results"]["full depth"]["mean_layers"] == 2
     log = RunLog(tmp_path / "run.jsonl")
-    run_system(load_efficiency("test"), parse_system(f"drllm:{out}:max_tokens=4"), log,
-               RunOptions(limit=2))  # fmt: skip
+    run_system(
+        load_efficiency("test"), parse_system(f"drllm:{out}:max_tokens=4"), log, RunOptions(limit=2)
+    )
     attempts = log.read()
     assert len(attempts) == 2
     assert all(1 <= a.usage.layers_executed <= 4 for a in attempts)
@@ -153,6 +176,8 @@ def test_trained_routers_are_an_eval_system_reporting_layers(tmp_path: Path) -> 
 
     header, rows = summary_rows(summarize(attempts))
     assert header[-1] == "layers executed" and 1.0 <= float(rows[0][-1]) <= 4.0
-    bad = CliRunner().invoke(app, ["depth", "train-routers", "--model", "tiny-llama", "--out",
-                                   str(out), "--task", "trivia"])  # fmt: skip
+    bad = CliRunner().invoke(
+        app,
+        ["depth", "train-routers", "--model", "tiny-llama", "--out", str(out), "--task", "trivia"],
+    )
     assert bad.exit_code == 2 and "unknown depth task" in bad.output

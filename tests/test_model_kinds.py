@@ -43,9 +43,16 @@ def _mor(out: Path) -> str:
     from llm_eff.mor import MoRConfig, MoRForCausalLM
 
     tok = tiny_tokenizer()
-    config = MoRConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                       num_hidden_layers=4, num_attention_heads=4, num_recursions=2,
-                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    config = MoRConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_recursions=2,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     MoRForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)
     return f"hf:{out}"
@@ -88,7 +95,8 @@ def test_kind_loads_by_its_model_string_and_generates_in_batches(case: str, tmp_
         assert group[0].usage.prompt_tokens > 0 and 0 < group[0].usage.completion_tokens <= 4
         alone = backend.generate([prompt], GenerationConfig(max_new_tokens=4))[0][0]
         assert alone.text == group[0].text  # padding does not change the answer
-    sampled = backend.generate(prompts, GenerationConfig(max_new_tokens=4, n=2, temperature=1.0,
-                                                         seed=0))  # fmt: skip
+    sampled = backend.generate(
+        prompts, GenerationConfig(max_new_tokens=4, n=2, temperature=1.0, seed=0)
+    )
     assert [len(group) for group in sampled] == [2, 2]
     assert all(c.cost.dollars >= 0 for group in sampled for c in group)

@@ -12,13 +12,20 @@ from llm_eff.mor import MoRConfig, MoRForCausalLM
 from llm_eff.mor.train import ModelSpec, make_model, train_flops_per_token, train_to_budget
 
 
-def tiny_mor(router: str = "expert", kv_cache: str = "recursion", recursions: int = 3,
-             seed: int = 0) -> MoRForCausalLM:  # fmt: skip
+def tiny_mor(
+    router: str = "expert", kv_cache: str = "recursion", recursions: int = 3, seed: int = 0
+) -> MoRForCausalLM:
     config = MoRConfig(
-        vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=8,
-        num_attention_heads=4, num_key_value_heads=2, num_recursions=recursions,
-        router=router, kv_cache=kv_cache,
-    )  # fmt: skip
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=8,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_recursions=recursions,
+        router=router,
+        kv_cache=kv_cache,
+    )
     torch.manual_seed(seed)
     model = MoRForCausalLM(config).eval()
     for r in getattr(model.model, "routers", []):  # spread the scores so routing varies
@@ -140,9 +147,16 @@ def test_a_saved_mor_model_is_an_eval_system_reporting_layers(tmp_path) -> None:
     from llm_eff.models.tiny import tiny_tokenizer
 
     tok = tiny_tokenizer()
-    config = MoRConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                       num_hidden_layers=8, num_attention_heads=4, num_recursions=3,
-                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    config = MoRConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=8,
+        num_attention_heads=4,
+        num_recursions=3,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = MoRForCausalLM(config)
     for r in model.model.routers:
@@ -150,8 +164,12 @@ def test_a_saved_mor_model_is_an_eval_system_reporting_layers(tmp_path) -> None:
     model.save_pretrained(tmp_path / "mor")
     tok.save_pretrained(tmp_path / "mor")
     log = RunLog(tmp_path / "run.jsonl")
-    run_system(load_efficiency("test"), parse_system(f"hf:{tmp_path / 'mor'}:max_tokens=6"), log,
-               RunOptions(limit=2))  # fmt: skip
+    run_system(
+        load_efficiency("test"),
+        parse_system(f"hf:{tmp_path / 'mor'}:max_tokens=6"),
+        log,
+        RunOptions(limit=2),
+    )
     attempts = log.read()
     assert len(attempts) == 2
     layers = [a.usage.layers_executed for a in attempts]
@@ -173,8 +191,22 @@ def test_train_mor_cli_saves_a_loadable_model_and_refuses_bad_settings(tmp_path)
     np.save(corpus / "val.npy", rng.integers(0, 49152, 600).astype(np.uint16))
     (corpus / "corpus.json").write_text(json.dumps({"vocab_size": 49152}))
     out = tmp_path / "mor"
-    args = ["depth", "train-mor", "--out", str(out), "--corpus", str(corpus), "--steps", "2",
-            "--hidden", "32", "--seq-len", "32", "--batch-size", "2"]  # fmt: skip
+    args = [
+        "depth",
+        "train-mor",
+        "--out",
+        str(out),
+        "--corpus",
+        str(corpus),
+        "--steps",
+        "2",
+        "--hidden",
+        "32",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "2",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "training.json").read_text())["steps"] == 2

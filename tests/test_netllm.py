@@ -144,9 +144,11 @@ def test_adapter_heads_always_give_valid_answers_and_reload_exactly(tmp_path: Pa
     torch.manual_seed(0)
     abr = NetLLM(tiny_llama()[0], "abr")
     logits = abr.abr_logits(
-        torch.randn(2, 4), torch.randn(2, 4, STATE_FEATURES),
-        torch.randint(0, 6, (2, 4)), torch.arange(4).repeat(2, 1),
-    )  # fmt: skip
+        torch.randn(2, 4),
+        torch.randn(2, 4, STATE_FEATURES),
+        torch.randint(0, 6, (2, 4)),
+        torch.arange(4).repeat(2, 1),
+    )
     assert logits.shape == (2, 4, 6)
     video = load_video(NETLLM / "abr_video_sizes" / "video1_sizes")
     trace = load_traces(NETLLM / "abr_traces_fcc" / "test" / "fcc-test")[0]
@@ -180,17 +182,52 @@ def test_netllm_cli_trains_and_evaluates_into_the_run_log(tmp_path: Path) -> Non
     for f in sorted((NETLLM / "abr_traces_fcc" / "train" / "fcc-train").iterdir())[:3]:
         shutil.copy(f, train / f.name)
     video = NETLLM / "abr_video_sizes" / "video1_sizes"
-    result = cli("netllm", "abr", "train", "--traces", str(train), "--video", str(video),
-                 "--out", str(tmp_path / "abr"), "--model", "tiny-llama",
-                 "--steps", "3")  # fmt: skip
+    result = cli(
+        "netllm",
+        "abr",
+        "train",
+        "--traces",
+        str(train),
+        "--video",
+        str(video),
+        "--out",
+        str(tmp_path / "abr"),
+        "--model",
+        "tiny-llama",
+        "--steps",
+        "3",
+    )
     assert result.returncode == 0, result.stderr
-    again = cli("netllm", "abr", "train", "--traces", str(train), "--video", str(video),
-                "--out", str(tmp_path / "abr"), "--model", "tiny-llama")  # fmt: skip
+    again = cli(
+        "netllm",
+        "abr",
+        "train",
+        "--traces",
+        str(train),
+        "--video",
+        str(video),
+        "--out",
+        str(tmp_path / "abr"),
+        "--model",
+        "tiny-llama",
+    )
     assert again.returncode == 2 and "output directory exists" in again.stderr
     run = tmp_path / "abr.jsonl"
-    result = cli("netllm", "abr", "eval", "--adapter", str(tmp_path / "abr"), "--traces",
-                 str(NETLLM / "abr_traces_fcc" / "test" / "fcc-test"), "--video", str(video),
-                 "--run", str(run), "--limit", "2")  # fmt: skip
+    result = cli(
+        "netllm",
+        "abr",
+        "eval",
+        "--adapter",
+        str(tmp_path / "abr"),
+        "--traces",
+        str(NETLLM / "abr_traces_fcc" / "test" / "fcc-test"),
+        "--video",
+        str(video),
+        "--run",
+        str(run),
+        "--limit",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     attempts = RunLog(run).read()
     assert len(attempts) == 8 and {a.benchmark for a in attempts} == {"netllm-abr"}
@@ -198,8 +235,19 @@ def test_netllm_cli_trains_and_evaluates_into_the_run_log(tmp_path: Path) -> Non
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "t.log").write_text("0 1\nnot a line\n")
-    result = cli("netllm", "abr", "train", "--traces", str(bad), "--video", str(video),
-                 "--out", str(tmp_path / "x"), "--model", "tiny-llama")  # fmt: skip
+    result = cli(
+        "netllm",
+        "abr",
+        "train",
+        "--traces",
+        str(bad),
+        "--video",
+        str(video),
+        "--out",
+        str(tmp_path / "x"),
+        "--model",
+        "tiny-llama",
+    )
     assert result.returncode == 2 and "t.log:2" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
 

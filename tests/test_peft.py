@@ -216,9 +216,14 @@ def _family_model(family: str) -> torch.nn.Module:
         "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
     }[family]
     config = config_cls(
-        vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-    )  # fmt: skip
+        vocab_size=400,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     return model_cls(config)
 
@@ -266,9 +271,14 @@ def test_prepared_models_train_in_a_hugging_face_trainer(tmp_path: Path) -> None
     ids = torch.randint(5, 300, (8, 16), generator=torch.Generator().manual_seed(0))
     data = [{"input_ids": r, "attention_mask": torch.ones_like(r), "labels": r} for r in ids]
     args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, report_to=[],
-        save_strategy="no", use_cpu=True, learning_rate=1e-2,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        learning_rate=1e-2,
+    )
     Trainer(model=model, args=args, train_dataset=data).train()
     assert not torch.equal(model.up_proj.weight, up_before)
     assert all(torch.equal(p.detach(), snapshot) for p, snapshot in frozen)
@@ -304,8 +314,9 @@ def test_side_tuned_adapters_generate_through_the_backend_in_batches(
     base = TransformersBackend(parse_model("tiny-llama"), model=plain, tokenizer=backend.tokenizer)
     base_text = base.generate(prompts[:1], GenerationConfig(max_new_tokens=6))[0][0].text
     assert base_text != alone[0].text  # the side network is in the loop
-    sampled = backend.generate(prompts, GenerationConfig(max_new_tokens=6, n=2, temperature=1.5,
-                                                         seed=1))  # fmt: skip
+    sampled = backend.generate(
+        prompts, GenerationConfig(max_new_tokens=6, n=2, temperature=1.5, seed=1)
+    )
     assert [len(group) for group in sampled] == [2, 2]
     assert len({c.text for group in sampled for c in group}) > 1
 

@@ -37,8 +37,9 @@ def local_proxy(tmp_path_factory):
 
 def _chat(url: str, max_tokens: int, **extra) -> httpx.Response:
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], **extra}
-    return httpx.post(f"{url}/v1/chat/completions", json={**body, "max_tokens": max_tokens},
-                      timeout=60)  # fmt: skip
+    return httpx.post(
+        f"{url}/v1/chat/completions", json={**body, "max_tokens": max_tokens}, timeout=60
+    )
 
 
 def _latency(url: str) -> float:
@@ -50,8 +51,12 @@ def _latency(url: str) -> float:
 
 def _stream(url: str, max_tokens: int, on_chunk=None) -> tuple[list[float], int]:
     """Arrival times of the content chunks of one streamed answer, and its token count."""
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
-            "max_tokens": max_tokens, "stream": True}  # fmt: skip
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": max_tokens,
+        "stream": True,
+    }
     arrivals, started, tokens = [], time.perf_counter(), 0
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
         for line in r.iter_lines():
@@ -141,8 +146,11 @@ def test_a_conversation_reaches_the_model_whole(local_proxy):
             {"role": "assistant", "content": said},
             {"role": "user", "content": "Say it again."},
         ]
-        r = httpx.post(f"{url}/v1/chat/completions", timeout=60,
-                       json={"model": "tiny", "messages": messages, "max_tokens": 8})  # fmt: skip
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            timeout=60,
+            json={"model": "tiny", "messages": messages, "max_tokens": 8},
+        )
         assert r.status_code == 200, r.text
         return r.json()
 

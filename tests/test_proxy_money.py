@@ -263,8 +263,9 @@ def test_stream_cut_by_the_timeout_ends_with_an_error_event_and_is_billed(proxy)
     last = json.loads(events[-1])
     assert last["error"]["code"] == "stream_cut" and "timed out" in last["error"]["message"]
     with pytest.raises(openai.APIError):  # the official client sees the error, not an end
-        for _ in _client(url, key).chat.completions.create(stream=True, **{
-            k: v for k, v in body.items() if k != "stream"}):  # fmt: skip
+        for _ in _client(url, key).chat.completions.create(
+            stream=True, **{k: v for k, v in body.items() if k != "stream"}
+        ):
             pass
     time.sleep(0.2)
     rows = _rows(db_url, "upstream = 'slow'")
@@ -276,8 +277,11 @@ def test_keyless_requests_are_refused_once_keys_exist(hostile, tmp_path, monkeyp
     url, _ = hostile
     for allow in (False, True):
         db_url = f"sqlite:///{tmp_path / f'keys-{allow}.db'}"
-        config = parse_config(_config(url, db_url, auth={
-            "admin_key_env": "LLM_EFF_MONEY_ADMIN", "allow_anonymous": allow}))  # fmt: skip
+        config = parse_config(
+            _config(
+                url, db_url, auth={"admin_key_env": "LLM_EFF_MONEY_ADMIN", "allow_anonymous": allow}
+            )
+        )
         with serve_in_thread(create_app(config)) as proxy_url:
             chat = {"model": "honest", "messages": MSG, "max_tokens": 1}
             assert httpx.post(f"{proxy_url}/v1/chat/completions", json=chat).status_code == 200
@@ -312,13 +316,13 @@ def test_bad_admin_and_request_bodies_get_json_4xx(proxy):
             {
                 "model": "honest",
                 "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}],
-            }  # fmt: skip
+            }
         ).encode(),
         json.dumps(
             {
                 "model": "honest",
                 "messages": [{"role": "user", "content": [{"type": "text", "text": ["a"]}]}],
-            }  # fmt: skip
+            }
         ).encode(),
         json.dumps({"model": "honest", "messages": MSG, "n": 100_000}).encode(),
         b"\xff\xfe not utf-8",

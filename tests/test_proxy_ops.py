@@ -103,11 +103,22 @@ def test_sigkill_under_load_keeps_spend_log_whole(tmp_path: Path):
 def test_serve_says_where_it_listens_logs_each_request_and_its_shutdown(tmp_path: Path):
     with serve_in_thread(fake_upstream()) as upstream:
         cfg = tmp_path / "proxy.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "upstreams": {"cheap": {"kind": "openai", "base_url": f"{upstream}/ok/v1",
-                                    "model": "m", "prompt_per_m": 1.0, "completion_per_m": 2.0}},
-            "database_url": f"sqlite:///{tmp_path / 'spend.db'}",
-        }))  # fmt: skip
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "upstreams": {
+                        "cheap": {
+                            "kind": "openai",
+                            "base_url": f"{upstream}/ok/v1",
+                            "model": "m",
+                            "prompt_per_m": 1.0,
+                            "completion_per_m": 2.0,
+                        }
+                    },
+                    "database_url": f"sqlite:///{tmp_path / 'spend.db'}",
+                }
+            )
+        )
         proc, url = start_serve(cfg)
         body = {"model": "cheap", "messages": [{"role": "user", "content": "secret prompt"}]}
         ok = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10)
@@ -145,8 +156,12 @@ def test_readme_config_reference_names_every_field():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme[readme.index("Config fields (unknown") : readme.index("- Endpoints:")]
-    prefixes = {UpstreamConfig: "upstreams.NAME.", RouterConfig: "routers.NAME.",
-                AuthConfig: "auth.", ProxyConfig: ""}  # fmt: skip
+    prefixes = {
+        UpstreamConfig: "upstreams.NAME.",
+        RouterConfig: "routers.NAME.",
+        AuthConfig: "auth.",
+        ProxyConfig: "",
+    }
     for model, prefix in prefixes.items():
         for field in model.model_fields:
             if field == "name" or (

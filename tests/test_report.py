@@ -56,8 +56,28 @@ def test_report_contents(run_log: Path, tmp_path: Path):
 def _summary(name: str, cop: float, low: float, high: float, cost: float, acc: float):
     from evals.metrics.summary import SystemSummary
 
-    return SystemSummary(name, name, "b", 4, 4, acc, {}, cop, low, high, cost, cost * 4, 10.0,
-                         5.0, 5.0, 0.1, 0.1, 100.0, None, 0)  # fmt: skip
+    return SystemSummary(
+        name,
+        name,
+        "b",
+        4,
+        4,
+        acc,
+        {},
+        cop,
+        low,
+        high,
+        cost,
+        cost * 4,
+        10.0,
+        5.0,
+        5.0,
+        0.1,
+        0.1,
+        100.0,
+        None,
+        0,
+    )
 
 
 def test_plots_mark_infinity_and_keep_labels_inside():
@@ -123,8 +143,11 @@ def test_written_files_are_readable_by_others(run_log: Path, tmp_path: Path):
     old = os.umask(0o022)
     try:
         files = write_report([run_log], tmp_path / "report")
-        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "report").rglob("*")
-                 if p.is_file()}  # fmt: skip
+        modes = {
+            p.name: stat.S_IMODE(p.stat().st_mode)
+            for p in (tmp_path / "report").rglob("*")
+            if p.is_file()
+        }
         assert modes and all(m == 0o644 for m in modes.values()), modes
         target = tmp_path / "kept.txt"
         target.write_text("x")

@@ -34,8 +34,11 @@ def test_reward_order_syntax_error_failure_slow_fast() -> None:
     slow = reward(task.metadata["naive"], task)
     fast = reward(task.reference, task)
     assert (syntax.status, wrong.status, slow.status, fast.status) == (
-        "syntax_error", "failed", "passed", "passed",
-    )  # fmt: skip
+        "syntax_error",
+        "failed",
+        "passed",
+        "passed",
+    )
     assert syntax.reward == -1.0 and wrong.reward == -0.5
     # the reference timed against itself: 1.0 but for timing noise (once 0.83 with 10 ms rounds
     # on this 2-core VM); the naive version sits at the bottom of the passing range
@@ -162,8 +165,17 @@ def test_clipping_engages_beyond_the_trust_region() -> None:
     old = torch.zeros(1, 2)
     adv = torch.tensor([[1.0, -1.0]])
     values = returns = torch.zeros(1, 2)
-    inside = ppo_losses(torch.log(torch.tensor([[1.1, 0.9]])), old, adv, values, values,
-                        returns, mask, clip=0.2, value_clip=0.2)  # fmt: skip
+    inside = ppo_losses(
+        torch.log(torch.tensor([[1.1, 0.9]])),
+        old,
+        adv,
+        values,
+        values,
+        returns,
+        mask,
+        clip=0.2,
+        value_clip=0.2,
+    )
     assert float(inside["clip_frac"]) == 0.0
     assert float(inside["policy"]) == pytest.approx(-(1.1 - 0.9) / 2, abs=1e-6)
     ratio = torch.tensor([[1.5, 0.5]])
@@ -174,8 +186,17 @@ def test_clipping_engages_beyond_the_trust_region() -> None:
     outside["policy"].backward()
     assert torch.all(logp.grad == 0)  # both tokens clipped: no gradient
     # the value loss takes the larger of the clipped and unclipped errors
-    vl = ppo_losses(old, old, adv, torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2),
-                    torch.tensor([[1.0, 0.0]]), mask, 0.2, value_clip=0.2)["value"]  # fmt: skip
+    vl = ppo_losses(
+        old,
+        old,
+        adv,
+        torch.tensor([[1.0, 0.0]]),
+        torch.zeros(1, 2),
+        torch.tensor([[1.0, 0.0]]),
+        mask,
+        0.2,
+        value_clip=0.2,
+    )["value"]
     assert float(vl) == pytest.approx(0.5 * (0.8**2) / 2)
     x = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
     m = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
@@ -189,8 +210,15 @@ def test_one_ppo_step_on_a_tiny_model_changes_the_adapter(tmp_path: Path) -> Non
     from llm_eff.rl.train import rl_train
 
     out = tmp_path / "ppo"
-    settings = {"steps": 1, "batch_size": 2, "samples_per_prompt": 2, "max_new_tokens": 12,
-                "minibatch_size": 2, "save_every": 1, "learning_rate": 1e-2}  # fmt: skip
+    settings = {
+        "steps": 1,
+        "batch_size": 2,
+        "samples_per_prompt": 2,
+        "max_new_tokens": 12,
+        "minibatch_size": 2,
+        "save_every": 1,
+        "learning_rate": 1e-2,
+    }
     summary = rl_train("ppo", "tiny-llama", _train_tasks(), out, settings, FAST, rank=4)
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [h["step"] for h in log] == [1] and summary["steps_logged"] == 1
@@ -200,15 +228,29 @@ def test_one_ppo_step_on_a_tiny_model_changes_the_adapter(tmp_path: Path) -> Non
     weights = load_file(str(out / "adapter_model.safetensors"))
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
     with pytest.raises(UserError, match="different run.*settings"):
-        rl_train("ppo", "tiny-llama", _train_tasks(), out,
-                 {**settings, "learning_rate": 1e-3}, FAST, rank=4)  # fmt: skip
+        rl_train(
+            "ppo",
+            "tiny-llama",
+            _train_tasks(),
+            out,
+            {**settings, "learning_rate": 1e-3},
+            FAST,
+            rank=4,
+        )
 
 
 def test_a_killed_ppo_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     from llm_eff.rl.train import rl_train
 
-    settings = {"steps": 2, "batch_size": 1, "samples_per_prompt": 2, "max_new_tokens": 8,
-                "minibatch_size": 2, "save_every": 1, "learning_rate": 1e-2}  # fmt: skip
+    settings = {
+        "steps": 2,
+        "batch_size": 1,
+        "samples_per_prompt": 2,
+        "max_new_tokens": 8,
+        "minibatch_size": 2,
+        "save_every": 1,
+        "learning_rate": 1e-2,
+    }
     whole = tmp_path / "whole"
     rl_train("ppo", "tiny-llama", _train_tasks(), whole, settings, FAST, rank=4)
 
@@ -218,8 +260,9 @@ def test_a_killed_ppo_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 
     split = tmp_path / "split"
     with pytest.raises(KeyboardInterrupt):
-        rl_train("ppo", "tiny-llama", _train_tasks(), split, settings, FAST, 4,
-                 killed_after_step_one)  # fmt: skip
+        rl_train(
+            "ppo", "tiny-llama", _train_tasks(), split, settings, FAST, 4, killed_after_step_one
+        )
     rl_train("ppo", "tiny-llama", _train_tasks(), split, settings, FAST, rank=4)
 
     def log(out: Path) -> list[dict]:
@@ -234,8 +277,13 @@ def test_one_grpo_step_on_a_tiny_model_through_trl(tmp_path: Path) -> None:
     from llm_eff.rl.train import rl_train
 
     out = tmp_path / "grpo"
-    settings = {"steps": 1, "batch_size": 4, "num_generations": 2, "max_new_tokens": 12,
-                "save_every": 1}  # fmt: skip
+    settings = {
+        "steps": 1,
+        "batch_size": 4,
+        "num_generations": 2,
+        "max_new_tokens": 12,
+        "save_every": 1,
+    }
     summary = rl_train("grpo", "tiny-llama", _train_tasks(), out, settings, FAST, rank=4)
     assert summary["steps_logged"] == 1
     assert -1.0 <= summary["last"]["reward"] <= 1.0
@@ -255,20 +303,25 @@ def test_cli_bad_input_gives_one_line_errors(tmp_path: Path) -> None:
         assert result.exit_code == 2 and message in result.output, result.output
     bad = tmp_path / "reward.yaml"
     bad.write_text("speed: 0.5\nbonus: 1\n")
-    result = runner.invoke(app, ["rl", "train", "--out", str(tmp_path / "o"),
-                                 "--reward-config", str(bad)])  # fmt: skip
+    result = runner.invoke(
+        app, ["rl", "train", "--out", str(tmp_path / "o"), "--reward-config", str(bad)]
+    )
     assert result.exit_code == 2 and "unknown reward config key(s): bonus" in result.output
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
-    result = runner.invoke(app, ["rl", "train", "--out", str(tmp_path / "o"),
-                                 "--model", f"hf:{broken}"])  # fmt: skip
+    result = runner.invoke(
+        app, ["rl", "train", "--out", str(tmp_path / "o"), "--model", f"hf:{broken}"]
+    )
     assert result.exit_code == 2 and "does not load" in result.output, result.output
     notests = tmp_path / "he.jsonl"
-    notests.write_text(json.dumps({"task_id": "x/0", "prompt": "def f():\n", "entry_point": "f",
-                                   "test": ""}) + "\n")  # fmt: skip
-    result = runner.invoke(app, ["rl", "train", "--out", str(tmp_path / "o"),
-                                 "--tasks", f"humaneval:{notests}"])  # fmt: skip
+    notests.write_text(
+        json.dumps({"task_id": "x/0", "prompt": "def f():\n", "entry_point": "f", "test": ""})
+        + "\n"
+    )
+    result = runner.invoke(
+        app, ["rl", "train", "--out", str(tmp_path / "o"), "--tasks", f"humaneval:{notests}"]
+    )
     assert result.exit_code == 2, result.output
 
 
@@ -279,8 +332,13 @@ def test_a_saved_adapter_is_an_eval_system(tmp_path: Path) -> None:
     from llm_eff.rl.train import rl_train
 
     out = tmp_path / "adapter"
-    settings = {"steps": 1, "batch_size": 1, "samples_per_prompt": 2, "max_new_tokens": 8,
-                "minibatch_size": 2}  # fmt: skip
+    settings = {
+        "steps": 1,
+        "batch_size": 1,
+        "samples_per_prompt": 2,
+        "max_new_tokens": 8,
+        "minibatch_size": 2,
+    }
     rl_train("ppo", "tiny-llama", _train_tasks(), out, settings, FAST, rank=4)
     bench = load_efficiency("test")
     log = RunLog(tmp_path / "run.jsonl")
@@ -332,9 +390,16 @@ def test_ppo_scores_rollouts_with_the_distribution_that_sampled_them() -> None:
     enc = encode_prompts(tok, prompts, GenerationConfig())
     assert (enc["attention_mask"] == 0).any()  # left padding is exercised
     with torch.no_grad():
-        out = policy.generate(**enc, max_new_tokens=12, do_sample=True, temperature=0.7, top_k=0,
-                              pad_token_id=tok.pad_token_id, output_scores=True,
-                              return_dict_in_generate=True)  # fmt: skip
+        out = policy.generate(
+            **enc,
+            max_new_tokens=12,
+            do_sample=True,
+            temperature=0.7,
+            top_k=0,
+            pad_token_id=tok.pad_token_id,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
         plen = enc["input_ids"].shape[1]
         scores = torch.stack(out.scores, 1).log_softmax(-1)
         sampled = scores.gather(-1, out.sequences[:, plen:, None]).squeeze(-1)

@@ -78,8 +78,10 @@ def test_calibration_hits_share_on_held_out_prompts():
         ],
         dtype=np.float32,
     )
-    texts = {name: [data.prompts[i] for i in rows]
-             for name, rows in (("train", train), ("calib", calib), ("held", held))}  # fmt: skip
+    texts = {
+        name: [data.prompts[i] for i in rows]
+        for name, rows in (("train", train), ("calib", calib), ("held", held))
+    }
     for router in (
         LogisticRouter().fit(vectors[train], labels[train], texts["train"]),
         KNNRouter(k=15).fit(vectors[train], labels[train]),

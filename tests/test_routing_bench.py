@@ -137,13 +137,21 @@ def test_route_bench_command_on_real_outcomes(tmp_path: Path):
     folder = DATA / "routellm" / "mmlu"  # the header and 80 questions of each subject
     out = cli("route", "bench", "--data", str(folder), "--seeds", "2")
     assert out.returncode == 0, out.stderr
-    for router in ("random", "rules", "length only", "knn (MiniLM)", "logistic (MiniLM)",
-                   "logistic (MiniLM + length)", "oracle"):  # fmt: skip
+    for router in (
+        "random",
+        "rules",
+        "length only",
+        "knn (MiniLM)",
+        "logistic (MiniLM)",
+        "logistic (MiniLM + length)",
+        "oracle",
+    ):
         assert router in out.stdout
     assert "2 splits" in out.stdout and "±" in out.stdout
     assert "RouteLLM causal LLM, Arena + MMLU labels" in out.stdout
-    questions = cli("route", "bench", "--data", str(folder), "--split", "questions",
-                    "--label", "cheapest")  # fmt: skip
+    questions = cli(
+        "route", "bench", "--data", str(folder), "--split", "questions", "--label", "cheapest"
+    )
     assert questions.returncode == 0, questions.stderr
     assert "held out half the questions" in questions.stdout
     assert "cheapest labels" in questions.stdout

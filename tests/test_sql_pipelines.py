@@ -18,14 +18,26 @@ SPIDER = DATA / "spider"
 
 SCRIPT = {  # the first dev question: SELECT count(*) FROM singer
     "b": ["singer", "SELECT count(*) FROM singr"],
-    "i": ["singer", "1. how many singers", "SELECT count(*) FROM singr",
-          "SELECT count(*) FROM singer"],
-    "a": ["singer", "1. how many singers", "Q: list singers\nSELECT name FROM singer",
-          "SELECT count(*) FROM singer"],
+    "i": [
+        "singer",
+        "1. how many singers",
+        "SELECT count(*) FROM singr",
+        "SELECT count(*) FROM singer",
+    ],
+    "a": [
+        "singer",
+        "1. how many singers",
+        "Q: list singers\nSELECT name FROM singer",
+        "SELECT count(*) FROM singer",
+    ],
     # cascade: basic's query fails, so it escalates; intermediate's first query works
-    "c": ["singer", "SELECT count(*) FROM singr", "1. how many singers",
-          "SELECT count(*) FROM singer"],
-}  # fmt: skip
+    "c": [
+        "singer",
+        "SELECT count(*) FROM singr",
+        "1. how many singers",
+        "SELECT count(*) FROM singer",
+    ],
+}
 
 
 def test_pipelines_cost_more_and_correct_themselves(tmp_path: Path) -> None:
@@ -36,8 +48,12 @@ def test_pipelines_cost_more_and_correct_themselves(tmp_path: Path) -> None:
     app = scripted_llm(SCRIPT)
     log = RunLog(tmp_path / "run.jsonl")
     with serve_in_thread(app) as url:
-        for model, pipeline in (("b", "basic"), ("i", "intermediate"), ("a", "advanced"),
-                                ("c", "cascade")):  # fmt: skip
+        for model, pipeline in (
+            ("b", "basic"),
+            ("i", "intermediate"),
+            ("a", "advanced"),
+            ("c", "cascade"),
+        ):
             spec = f"openai/{model}:pipeline={pipeline},api_base={url}/v1"
             run_system(bench, parse_system(spec), log, RunOptions(limit=1))
     by = {a.system.split()[-1]: a for a in log.read()}
@@ -59,11 +75,16 @@ def test_unknown_or_misplaced_pipelines_are_refused(tmp_path: Path) -> None:
 
     log = RunLog(tmp_path / "run.jsonl")
     with pytest.raises(UserError, match="has no pipelines"):
-        run_system(load_efficiency("test"), parse_system("tiny-llama:pipeline=basic"), log,
-                   RunOptions(limit=1))  # fmt: skip
+        run_system(
+            load_efficiency("test"),
+            parse_system("tiny-llama:pipeline=basic"),
+            log,
+            RunOptions(limit=1),
+        )
     bench = load_benchmark(f"spider-dev:{SPIDER}")
     with pytest.raises(UserError, match="unknown SQL pipeline 'fancy'"):
-        run_system(bench, parse_system("tiny-llama:pipeline=fancy,max_tokens=4"), log,
-                   RunOptions(limit=1))  # fmt: skip
+        run_system(
+            bench, parse_system("tiny-llama:pipeline=fancy,max_tokens=4"), log, RunOptions(limit=1)
+        )
     with pytest.raises(UserError, match="spider-dev needs your Spider folder"):
         load_benchmark("spider-dev")

@@ -17,7 +17,7 @@ from routers.sql.routed import (
     labels_from,
     pick,
     route_offline,
-)  # fmt: skip
+)
 from tests.conftest import DATA
 
 SPIDER = DATA / "spider"
@@ -47,7 +47,7 @@ def _tasks() -> list[Task]:
                     },
                 )
             )
-    return tasks  # fmt: skip
+    return tasks
 
 
 def _recorded(tasks: list[Task]) -> dict[str, dict[str, Attempt]]:
@@ -56,9 +56,14 @@ def _recorded(tasks: list[Task]) -> dict[str, dict[str, Attempt]]:
     for t in tasks:
         for p in TARGETS:
             passed = p == "advanced" or "count" in t.id
-            out[p][t.id] = Attempt(t.id, f"m {p}", p, passed=passed,
-                                   usage=Usage(prompt_tokens=tokens[p], completion_tokens=10),
-                                   cost=Cost(tokens[p] * 1e-6, "test"))  # fmt: skip
+            out[p][t.id] = Attempt(
+                t.id,
+                f"m {p}",
+                p,
+                passed=passed,
+                usage=Usage(prompt_tokens=tokens[p], completion_tokens=10),
+                cost=Cost(tokens[p] * 1e-6, "test"),
+            )
     return out
 
 
@@ -86,8 +91,10 @@ def test_knn_routes_held_out_databases_like_the_oracle_and_cheaper_than_advanced
         decisions = route_offline(kind, tasks, recorded, folds=4)
         assert [d.task.id for d in decisions] == [t.id for t in tasks]
         chosen = [recorded[d.target][d.task.id] for d in decisions]
-        results[kind] = (sum(a.passed for a in chosen) / len(chosen),
-                         sum(a.usage.total_tokens for a in chosen) / len(chosen))  # fmt: skip
+        results[kind] = (
+            sum(a.passed for a in chosen) / len(chosen),
+            sum(a.usage.total_tokens for a in chosen) / len(chosen),
+        )
     always_advanced = (1.0, 910.0)
     assert results["oracle"] == (1.0, (12 * 110 + 12 * 910) / 24)
     assert results["knn"][0] >= 0.9 and results["knn"][1] < 0.7 * always_advanced[1]
@@ -116,8 +123,12 @@ def test_route_offline_errors_are_clear() -> None:
     from llm_eff.core.runlog import RunLog
 
     with pytest.raises(UserError, match="routes between pipelines"):
-        run_systems(load_efficiency("test"), [parse_system("routed:knn")], RunLog("/dev/null"),
-                    RunOptions(limit=1))  # fmt: skip
+        run_systems(
+            load_efficiency("test"),
+            [parse_system("routed:knn")],
+            RunLog("/dev/null"),
+            RunOptions(limit=1),
+        )
     assert parse_system("cascade:a>b").models() == ["a", "b"]
     assert parse_system("routed:knn:base=tiny-llama").models() == ["tiny-llama"]
 
@@ -150,8 +161,12 @@ def test_a_routed_system_runs_in_eval_from_its_pipelines(tmp_path: Path) -> None
         by_system: dict[str, list[Attempt]] = {}
         for a in log.read():
             by_system.setdefault(a.system, []).append(a)
-        assert set(by_system) == {"openai/m basic", "openai/m intermediate",
-                                  "openai/m advanced", "routed:oracle"}  # fmt: skip
+        assert set(by_system) == {
+            "openai/m basic",
+            "openai/m intermediate",
+            "openai/m advanced",
+            "routed:oracle",
+        }
         routed = {a.task_id: a for a in by_system["routed:oracle"]}
         basic = {a.task_id: a for a in by_system["openai/m basic"]}
         assert (
@@ -163,8 +178,9 @@ def test_a_routed_system_runs_in_eval_from_its_pipelines(tmp_path: Path) -> None
         run_systems(bench, systems, log, RunOptions(task_ids=ids))  # resumes: nothing new
         assert sum(len(v) for v in app.state.prompts.values()) == calls and len(log.read()) == 16
         with pytest.raises(UserError, match="no labelled training questions"):
-            run_systems(bench, [parse_system(f"routed:knn:{base},folds=2")], log,
-                        RunOptions(task_ids=ids))  # fmt: skip
+            run_systems(
+                bench, [parse_system(f"routed:knn:{base},folds=2")], log, RunOptions(task_ids=ids)
+            )
 
 
 def test_chat_cascade_escalates_only_when_the_weak_samples_disagree(tmp_path: Path) -> None:
@@ -176,8 +192,13 @@ def test_chat_cascade_escalates_only_when_the_weak_samples_disagree(tmp_path: Pa
 
     assert answer_key("so:\n```python\nx =  1\n```") == answer_key("```py\nX = 1\n```")
     answer = "```python\ndef f():\n    return 1\n```"
-    app = scripted_llm({"sure": [answer], "unsure": [answer, "no idea", "maybe 2", "x"],
-                        "big": ["```python\ndef g():\n    return 2\n```"]})  # fmt: skip
+    app = scripted_llm(
+        {
+            "sure": [answer],
+            "unsure": [answer, "no idea", "maybe 2", "x"],
+            "big": ["```python\ndef g():\n    return 2\n```"],
+        }
+    )
     log = RunLog(tmp_path / "run.jsonl")
     bench = load_efficiency("test")
     with serve_in_thread(app) as url:

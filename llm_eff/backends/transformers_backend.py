@@ -74,8 +74,10 @@ def _depth_per_row(model: Any, prompts: int, n: int) -> list[tuple[float | None,
     """
     plans = getattr(model, "last_plans", None)
     if plans is not None:
-        return [(float(sum(plans[i // n])), sum(plans[i // n]) / len(plans[i // n]))
-                for i in range(prompts * n)]  # fmt: skip
+        return [
+            (float(sum(plans[i // n])), sum(plans[i // n]) / len(plans[i // n]))
+            for i in range(prompts * n)
+        ]
     counter = getattr(model, "mean_layers_executed", None)
     rows = counter() if counter is not None else []
     if len(rows) == prompts * n:

@@ -18,8 +18,14 @@ app.add_typer(agent_app, name="agent")
 TASKS_HELP = "GAIA-format task directory (metadata.jsonl + attachments); default: gaia-mini."
 
 
-def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path | None,
-         hardware_price: float, limit: int | None) -> None:  # fmt: skip
+def _run(
+    tasks_dir: Path | None,
+    configs: list,
+    run: Path | None,
+    report: Path | None,
+    hardware_price: float,
+    limit: int | None,
+) -> None:
     from rich.table import Table
 
     from agents.system import recommend, run_agents
@@ -40,10 +46,19 @@ def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path |
     with progress_bar(console) as bar:
         job = bar.add_task("agent attempts", total=len(tasks) * len(configs))
         done = log.done_keys()
-        bar.update(job, completed=len(tasks) * len(configs)
-                   - sum(len(pending(benchmark, tasks, s, done)) for s in systems))  # fmt: skip
-        run_agents(configs, log, directory, limit, hardware_price,
-                   progress=lambda name, n: bar.advance(job, n))  # fmt: skip
+        bar.update(
+            job,
+            completed=len(tasks) * len(configs)
+            - sum(len(pending(benchmark, tasks, s, done)) for s in systems),
+        )
+        run_agents(
+            configs,
+            log,
+            directory,
+            limit,
+            hardware_price,
+            progress=lambda name, n: bar.advance(job, n),
+        )
     hashes, ids = {s.hash for s in systems}, {t.id for t in tasks}
     attempts = [
         a
@@ -53,8 +68,13 @@ def _run(tasks_dir: Path | None, configs: list, run: Path | None, report: Path |
     summaries = sorted(summarize(attempts), key=lambda s: s.cost_of_pass)
     table = Table("configuration", "accuracy", "$ / task", "tokens / task", "cost-of-pass")
     for s in summaries:
-        table.add_row(s.system, f"{s.accuracy:.1%}", f"{s.dollars_per_attempt:.6f}",
-                      f"{s.tokens_per_attempt:,.0f}", f"{s.cost_of_pass:.6f}")  # fmt: skip
+        table.add_row(
+            s.system,
+            f"{s.accuracy:.1%}",
+            f"{s.dollars_per_attempt:.6f}",
+            f"{s.tokens_per_attempt:,.0f}",
+            f"{s.cost_of_pass:.6f}",
+        )
     console.print(table)
     if len(summaries) > 1:
         pick, best = recommend(summaries)

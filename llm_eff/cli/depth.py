@@ -58,14 +58,23 @@ def train_routers(
                 jobs[phase] = bar.add_task(phase, total=total)
             bar.update(jobs[phase], completed=done)
 
-        labels = collect_plans(routed, tokenizer, train_set, simulations, length_penalty,
-                               seed, progress)  # fmt: skip
-        fit = fit_routers(routed, tokenizer, train_set, labels, epochs, seed=seed,
-                          progress=progress)  # fmt: skip
+        labels = collect_plans(
+            routed, tokenizer, train_set, simulations, length_penalty, seed, progress
+        )
+        fit = fit_routers(
+            routed, tokenizer, train_set, labels, epochs, seed=seed, progress=progress
+        )
         routed.save(out)
         results = evaluate_depth(routed, tokenizer, test_set, labels, seed, progress)
-    summary = {"task": task, "train": train, "test": test, "search_seconds": labels.seconds,
-               "plans_evaluated": labels.evaluated, "fit": fit, "results": results}  # fmt: skip
+    summary = {
+        "task": task,
+        "train": train,
+        "test": test,
+        "search_seconds": labels.seconds,
+        "plans_evaluated": labels.evaluated,
+        "fit": fit,
+        "results": results,
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = Table("system", "accuracy", "mean layers executed")
     for name, row in results.items():
@@ -105,11 +114,21 @@ def train_mor(
         make_model,
         train_to_budget,
         validation_perplexity,
-    )  # fmt: skip
+    )
 
     console = make_console()
-    spec = ModelSpec("mor", "mor", layers, hidden, hidden * 8 // 3 // 8 * 8, heads,
-                     heads, recursions, router, kv_cache)  # fmt: skip
+    spec = ModelSpec(
+        "mor",
+        "mor",
+        layers,
+        hidden,
+        hidden * 8 // 3 // 8 * 8,
+        heads,
+        heads,
+        recursions,
+        router,
+        kv_cache,
+    )
     train_ids, val_ids, vocab = build_corpus(corpus)
     try:
         model = make_model(spec, vocab, seed)
@@ -121,12 +140,20 @@ def train_mor(
     with progress_bar(console) as bar:
         job = bar.add_task("train", total=1.0)
         result = train_to_budget(
-            model.to(device), train_ids, math.inf, batch_size=batch_size, seq_len=seq_len, lr=lr,
-            seed=seed, max_steps=steps, on_step=lambda p: bar.update(job, completed=p),
+            model.to(device),
+            train_ids,
+            math.inf,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            lr=lr,
+            seed=seed,
+            max_steps=steps,
+            on_step=lambda p: bar.update(job, completed=p),
             mixed_precision="bf16" if device == "cuda" else "no",
-        )  # fmt: skip
-    ppl, val_layers = validation_perplexity(model, val_ids, seq_len=seq_len, batches=8,
-                                            batch_size=batch_size)  # fmt: skip
+        )
+    ppl, val_layers = validation_perplexity(
+        model, val_ids, seq_len=seq_len, batches=8, batch_size=batch_size
+    )
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -136,10 +163,19 @@ def train_mor(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(str(embedded_model_dir())).save_pretrained(out)
-    (out / "training.json").write_text(json.dumps({
-        "steps": result.steps, "tokens": result.tokens, "flops": result.flops,
-        "seconds": result.seconds, "val_ppl": ppl, "val_layers_per_token": val_layers,
-    }, indent=2))  # fmt: skip
+    (out / "training.json").write_text(
+        json.dumps(
+            {
+                "steps": result.steps,
+                "tokens": result.tokens,
+                "flops": result.flops,
+                "seconds": result.seconds,
+                "val_ppl": ppl,
+                "val_layers_per_token": val_layers,
+            },
+            indent=2,
+        )
+    )
     console.print(
         f"{result.steps} steps, {result.tokens:,} tokens, {result.flops:.3g} FLOPs in "
         f"{result.seconds:.0f} s; validation perplexity {ppl:.2f} at {val_layers:.2f} "

@@ -74,12 +74,24 @@ def abr_train(
         bar.update(job, total=1, completed=1)
         net = NetLLM(_backbone(model), "abr")
         job = bar.add_task("training", total=steps)
-        losses = train_abr(net, pool, steps, batch_size, lr=lr, seed=seed,
-                           progress=lambda d, t: bar.update(job, completed=d))  # fmt: skip
+        losses = train_abr(
+            net,
+            pool,
+            steps,
+            batch_size,
+            lr=lr,
+            seed=seed,
+            progress=lambda d, t: bar.update(job, completed=d),
+        )
     net.save(out, model)
-    write_config_extra(out, target_return=target_return(pool), final_loss=losses[-1],
-                       pool_sessions=len(pool), steps=steps,
-                       return_bounds=list(return_range(pool)))  # fmt: skip
+    write_config_extra(
+        out,
+        target_return=target_return(pool),
+        final_loss=losses[-1],
+        pool_sessions=len(pool),
+        steps=steps,
+        return_bounds=list(return_range(pool)),
+    )
     console.print(f"saved ABR adapter to {out} (final loss {losses[-1]:.3f}, {len(pool)} sessions)")
 
 
@@ -106,9 +118,14 @@ def abr_eval(
     with progress_bar(console) as bar:
         job = bar.add_task("test traces", total=len(test))
         bounds = tuple(config["return_bounds"]) if config.get("return_bounds") else None
-        result = evaluate_abr(net, config["target_return"], test, sizes,
-                              progress=lambda d, t: bar.update(job, completed=d),
-                              bounds=bounds)  # fmt: skip
+        result = evaluate_abr(
+            net,
+            config["target_return"],
+            test,
+            sizes,
+            progress=lambda d, t: bar.update(job, completed=d),
+            bounds=bounds,
+        )
     from llm_eff.core.runlog import RunLog
 
     log = RunLog(run)
@@ -148,8 +165,16 @@ def vp_train(
     console = make_console()
     with progress_bar(console) as bar:
         job = bar.add_task("training", total=steps)
-        losses = train_vp(net, train_past, train_future, steps, batch_size, lr=lr, seed=seed,
-                          progress=lambda d, t: bar.update(job, completed=d))  # fmt: skip
+        losses = train_vp(
+            net,
+            train_past,
+            train_future,
+            steps,
+            batch_size,
+            lr=lr,
+            seed=seed,
+            progress=lambda d, t: bar.update(job, completed=d),
+        )
     net.save(out, model)
     write_config_extra(out, split_seed=seed, final_loss=losses[-1], steps=steps)
     console.print(f"saved VP adapter to {out} (final L1 {losses[-1] * 90:.2f} degrees)")

@@ -85,15 +85,21 @@ def train_command(
 
     if algo == "ppo":
         settings: dict[str, Any] = {
-            "batch_size": batch_size, "samples_per_prompt": samples, "kl_coef": kl_coef,
+            "batch_size": batch_size,
+            "samples_per_prompt": samples,
+            "kl_coef": kl_coef,
             "minibatch_size": min(4, batch_size * samples),
-        }  # fmt: skip
+        }
     else:
         settings = {"batch_size": batch_size, "num_generations": samples, "beta": kl_coef}
     settings.update(
-        steps=steps, max_new_tokens=max_new_tokens, temperature=temperature,
-        learning_rate=lr, seed=seed, save_every=save_every,
-    )  # fmt: skip
+        steps=steps,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        learning_rate=lr,
+        seed=seed,
+        save_every=save_every,
+    )
     console = make_console()
     rewards = _reward_config(reward_config, timeout)
     if algo not in ALGOS:

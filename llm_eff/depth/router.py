@@ -80,23 +80,29 @@ class DrLLM(nn.Module):
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         rotary = inner.rotary_emb(hidden, position_ids=positions)
         causal = create_causal_mask(
-            config=self.base.config, inputs_embeds=hidden, attention_mask=attention_mask,
-            cache=None, position_ids=positions,
-        )  # fmt: skip
+            config=self.base.config,
+            inputs_embeds=hidden,
+            attention_mask=attention_mask,
+            cache=None,
+            position_ids=positions,
+        )
         layers = decoder_layers(self.base)
 
         def call(i: int, h: torch.Tensor) -> torch.Tensor:
-            out = layers[i](h, attention_mask=causal, position_embeddings=rotary,
-                            position_ids=positions)  # fmt: skip
+            out = layers[i](
+                h, attention_mask=causal, position_embeddings=rotary, position_ids=positions
+            )
             return out[0] if isinstance(out, tuple) else out
 
         return hidden, call
 
     @torch.no_grad()
     def walk(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
         plans: Sequence[Sequence[int]] | None = None,
-    ) -> tuple[list[list[int]], list[torch.Tensor], torch.Tensor]:  # fmt: skip
+    ) -> tuple[list[list[int]], list[torch.Tensor], torch.Tensor]:
         """Prefill layer by layer: the routers choose (or `plans` dictate) each layer's action.
 
         Returns the plans, per layer the window-pooled states its router saw (B, W, H), and
@@ -147,8 +153,10 @@ class DrLLM(nn.Module):
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.routers.state_dict().items()},
-                  str(out / WEIGHTS_FILE))  # fmt: skip
+        save_file(
+            {k: v.contiguous() for k, v in self.routers.state_dict().items()},
+            str(out / WEIGHTS_FILE),
+        )
         config = {
             "base_model": self.base_model,
             "model_type": self.base.config.model_type,

@@ -74,9 +74,15 @@ class SearchResult:
 
 
 def search_plan(
-    correct: Callable[[Plan], bool], depth: int, simulations: int = 40, width: int = 8,
-    max_edits: int = 6, length_penalty: float = 0.2, c: float = 0.7, seed: int = 0,
-) -> SearchResult:  # fmt: skip
+    correct: Callable[[Plan], bool],
+    depth: int,
+    simulations: int = 40,
+    width: int = 8,
+    max_edits: int = 6,
+    length_penalty: float = 0.2,
+    c: float = 0.7,
+    seed: int = 0,
+) -> SearchResult:
     """MCTS over plans for one example; `correct(plan)` runs the model under the plan."""
     rng = random.Random(seed)
     cache: dict[Plan, bool] = {}

@@ -33,8 +33,11 @@ def _arith(rng: random.Random) -> Example:
     wrong = rng.sample([v for v in range(value - 40, value + 41) if abs(v - value) >= 7], 3)
     options = [value, *wrong]
     rng.shuffle(options)
-    return Example(f"Question: What is {a} {op} {b}?\nAnswer:", tuple(f" {x}" for x in options),
-                   options.index(value))  # fmt: skip
+    return Example(
+        f"Question: What is {a} {op} {b}?\nAnswer:",
+        tuple(f" {x}" for x in options),
+        options.index(value),
+    )
 
 
 def make_examples(task: str, count: int, seed: int = 0) -> list[Example]:
@@ -59,8 +62,9 @@ def split_examples(task: str, train: int, test: int, seed: int = 0) -> tuple[lis
 def option_scores(model: torch.nn.Module, tokenizer: object, example: Example) -> torch.Tensor:
     """Summed log-likelihood of each option after the prompt (one batched forward pass)."""
     prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
-    rows = [prompt_ids + tokenizer(o, add_special_tokens=False)["input_ids"]
-            for o in example.options]  # fmt: skip
+    rows = [
+        prompt_ids + tokenizer(o, add_special_tokens=False)["input_ids"] for o in example.options
+    ]
     width = max(len(r) for r in rows)
     ids = torch.zeros(len(rows), width, dtype=torch.long)
     mask = torch.zeros_like(ids)

@@ -54,17 +54,25 @@ class Labels:
 
 
 def collect_plans(
-    model: DrLLM, tokenizer: Any, examples: list[Example], simulations: int = 40,
-    length_penalty: float = 0.2, seed: int = 0, progress: Progress = None,
-) -> Labels:  # fmt: skip
+    model: DrLLM,
+    tokenizer: Any,
+    examples: list[Example],
+    simulations: int = 40,
+    length_penalty: float = 0.2,
+    seed: int = 0,
+    progress: Progress = None,
+) -> Labels:
     """MCTS supervision plans for `examples` (step 1 of the module docstring)."""
     started = time.perf_counter()
     plans, full, evaluated = [], [], 0
     for i, example in enumerate(examples):
         result = search_plan(
-            lambda plan, ex=example: correct_under(model, tokenizer, ex, plan), model.depth,
-            simulations=simulations, length_penalty=length_penalty, seed=seed + i,
-        )  # fmt: skip
+            lambda plan, ex=example: correct_under(model, tokenizer, ex, plan),
+            model.depth,
+            simulations=simulations,
+            length_penalty=length_penalty,
+            seed=seed + i,
+        )
         plans.append(result.plan)
         full.append(result.full_correct)
         evaluated += result.evaluated
@@ -80,17 +88,24 @@ def class_weights(labels: torch.Tensor, classes: int = 3, beta: float = 0.999) -
     return weights * classes / weights.sum()
 
 
-def focal_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
-               gamma: float = 2.0) -> torch.Tensor:  # fmt: skip
+def focal_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, gamma: float = 2.0
+) -> torch.Tensor:
     """Mean of -w_y (1 - p_y)^gamma log p_y."""
     logp = torch.log_softmax(logits, dim=-1).gather(1, labels.unsqueeze(1)).squeeze(1)
     return (-weights[labels] * (1 - logp.exp()) ** gamma * logp).mean()
 
 
 def fit_routers(
-    model: DrLLM, tokenizer: Any, examples: list[Example], labels: Labels, epochs: int = 300,
-    lr: float = 1e-3, seed: int = 0, progress: Progress = None,
-) -> dict[str, float]:  # fmt: skip
+    model: DrLLM,
+    tokenizer: Any,
+    examples: list[Example],
+    labels: Labels,
+    epochs: int = 300,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: Progress = None,
+) -> dict[str, float]:
     """Fit the routers to the plans (step 2 of the module docstring); returns statistics."""
     keep = [(e, p) for e, p in zip(examples, labels.plans, strict=True) if p is not None]
     if not keep:
@@ -130,9 +145,13 @@ def static_skips(labels: Labels, count: int) -> list[int]:
 
 
 def evaluate_depth(
-    model: DrLLM, tokenizer: Any, examples: list[Example], labels: Labels, seed: int = 0,
+    model: DrLLM,
+    tokenizer: Any,
+    examples: list[Example],
+    labels: Labels,
+    seed: int = 0,
     progress: Progress = None,
-) -> dict[str, dict[str, float]]:  # fmt: skip
+) -> dict[str, dict[str, float]]:
     """Accuracy and mean layers executed per system (step 3 of the module docstring)."""
     ids, mask = _encode(tokenizer, [e.prompt for e in examples])
     routed = model.route(ids, mask)

@@ -36,9 +36,13 @@ class MoRCache:
     is_croppable: bool = False
 
     def append(
-        self, slot: int, keys: torch.Tensor, values: torch.Tensor,
-        positions: torch.Tensor, real: torch.Tensor,
-    ) -> Entry:  # fmt: skip
+        self,
+        slot: int,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        positions: torch.Tensor,
+        real: torch.Tensor,
+    ) -> Entry:
         """Add new keys at `slot` and return everything cached there, the new keys included."""
         old = self.entries.get(slot)
         if old is None:

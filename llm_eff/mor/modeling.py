@@ -72,9 +72,16 @@ class MoRLayer(nn.Module):
         self.post_norm = nn.RMSNorm(d, eps=config.rms_norm_eps)
 
     def forward(
-        self, h: torch.Tensor, rope: tuple, positions: torch.Tensor, real: torch.Tensor,
-        dense: bool, slot: int, cache: MoRCache, reuse: bool,
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        h: torch.Tensor,
+        rope: tuple,
+        positions: torch.Tensor,
+        real: torch.Tensor,
+        dense: bool,
+        slot: int,
+        cache: MoRCache,
+        reuse: bool,
+    ) -> torch.Tensor:
         """Run on h (B, T, D); keys go to `slot`, or are read from it when `reuse`."""
         b, t, _ = h.shape
         x = self.input_norm(h)
@@ -235,9 +242,15 @@ class MoRForCausalLM(MoRPreTrainedModel, GenerationMixin):
         return self._head(h, labels, logits_to_keep, losses, store if use_cache else None, layers)
 
     def _recursions(
-        self, h: torch.Tensor, rope: tuple, positions: torch.Tensor, real: torch.Tensor,
-        store: MoRCache, layers: torch.Tensor, losses: dict[str, torch.Tensor],
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        h: torch.Tensor,
+        rope: tuple,
+        positions: torch.Tensor,
+        real: torch.Tensor,
+        store: MoRCache,
+        layers: torch.Tensor,
+        losses: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
         cfg = self.config
         active, choice, token_gate = real, None, None
         if cfg.router == "token":
@@ -270,9 +283,15 @@ class MoRForCausalLM(MoRPreTrainedModel, GenerationMixin):
         return h
 
     def _recursion(
-        self, h: torch.Tensor, r: int, rope: tuple, positions: torch.Tensor,
-        active: torch.Tensor, gate: torch.Tensor | None, store: MoRCache,
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        h: torch.Tensor,
+        r: int,
+        rope: tuple,
+        positions: torch.Tensor,
+        active: torch.Tensor,
+        gate: torch.Tensor | None,
+        store: MoRCache,
+    ) -> torch.Tensor:
         cfg = self.config
         counts = active.sum(1).tolist()
         if max(counts) == 0:
@@ -294,9 +313,14 @@ class MoRForCausalLM(MoRPreTrainedModel, GenerationMixin):
         return pack.put(h, x)
 
     def _head(
-        self, h: torch.Tensor, labels: torch.Tensor | None, logits_to_keep: int,
-        losses: dict[str, torch.Tensor], cache: MoRCache | None, layers: torch.Tensor,
-    ) -> MoROutput:  # fmt: skip
+        self,
+        h: torch.Tensor,
+        labels: torch.Tensor | None,
+        logits_to_keep: int,
+        losses: dict[str, torch.Tensor],
+        cache: MoRCache | None,
+        layers: torch.Tensor,
+    ) -> MoROutput:
         cfg = self.config
         if labels is None and logits_to_keep:
             h = h[:, -logits_to_keep:]

@@ -83,10 +83,15 @@ class ModelSpec:
 def make_model(spec: ModelSpec, vocab_size: int, seed: int = 0) -> torch.nn.Module:
     """A freshly initialised model for `spec` (tied input/output embeddings for both kinds)."""
     common = dict(
-        vocab_size=vocab_size, hidden_size=spec.hidden, intermediate_size=spec.intermediate,
-        num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
-        num_key_value_heads=spec.kv_heads, max_position_embeddings=4096, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=vocab_size,
+        hidden_size=spec.hidden,
+        intermediate_size=spec.intermediate,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.kv_heads,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(seed)
     if spec.kind == "llama":
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -143,11 +148,19 @@ class TrainResult:
 
 
 def train_to_budget(
-    model: torch.nn.Module, train_ids: np.ndarray, flops_budget: float, *,
-    batch_size: int, seq_len: int, lr: float = 3e-3, warmup_share: float = 0.05, seed: int = 0,
-    mixed_precision: str = "no", on_step: Callable[[float], None] | None = None,
+    model: torch.nn.Module,
+    train_ids: np.ndarray,
+    flops_budget: float,
+    *,
+    batch_size: int,
+    seq_len: int,
+    lr: float = 3e-3,
+    warmup_share: float = 0.05,
+    seed: int = 0,
+    mixed_precision: str = "no",
+    on_step: Callable[[float], None] | None = None,
     max_steps: int | None = None,
-) -> TrainResult:  # fmt: skip
+) -> TrainResult:
     """Train with AdamW and a warmup + cosine schedule until `flops_budget` is spent (or, with
     `max_steps`, until that many steps ran, whichever comes first)."""
     from accelerate import Accelerator
@@ -168,9 +181,11 @@ def train_to_budget(
 
     while done() < 1.0:
         progress = done()
-        scale = progress / warmup_share if progress < warmup_share else 0.5 * (
-            1 + math.cos(math.pi * (progress - warmup_share) / (1 - warmup_share))
-        )  # fmt: skip
+        scale = (
+            progress / warmup_share
+            if progress < warmup_share
+            else 0.5 * (1 + math.cos(math.pi * (progress - warmup_share) / (1 - warmup_share)))
+        )
         for group in optimizer.param_groups:
             group["lr"] = lr * max(scale, 0.02)
         starts = rng.integers(0, len(train_ids) - seq_len, size=batch_size)
@@ -227,9 +242,14 @@ def generation_speed(
     """(new tokens per second, mean layers per token) of greedy `generate()` on `prompts`."""
     model.eval()
     kwargs = dict(
-        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-        pad_token_id=0, temperature=None, top_p=None, top_k=None,
-    )  # fmt: skip
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        pad_token_id=0,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
     model.generate(prompts, **{**kwargs, "max_new_tokens": 4, "min_new_tokens": 4})  # warm-up
     best = math.inf
     for _ in range(repeats):

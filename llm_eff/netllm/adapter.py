@@ -57,9 +57,14 @@ class NetLLM(nn.Module):
     """Encoder, LoRA-adapted decoder and head for one task ('abr' or 'vp')."""
 
     def __init__(
-        self, backbone: nn.Module, task: str, horizon: int = 5, history: int = 10, rank: int = 8,
+        self,
+        backbone: nn.Module,
+        task: str,
+        horizon: int = 5,
+        history: int = 10,
+        rank: int = 8,
         action_tokens: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         if task not in ("abr", "vp"):
             raise UserError(f"unknown NetLLM task '{task}': use abr or vp")
@@ -102,9 +107,12 @@ class NetLLM(nn.Module):
         return self.head(self._hidden(embeds)[:, -1]).view(-1, self.horizon, 3)
 
     def abr_logits(
-        self, returns: torch.Tensor, states: torch.Tensor, actions: torch.Tensor,
+        self,
+        returns: torch.Tensor,
+        states: torch.Tensor,
+        actions: torch.Tensor,
         steps: torch.Tensor,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """Bitrate logits (B, T, 6) at every state token. Tokens per chunk: return, state and,
         with `action_tokens`, the action (after the state token, so actions[:, t] is never used
         for t's own prediction)."""
@@ -129,12 +137,20 @@ class NetLLM(nn.Module):
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         self.lm.save_pretrained(str(out))
-        heads = {k: v.detach().contiguous() for k, v in self.state_dict().items()
-                 if not k.startswith("lm.")}  # fmt: skip
+        heads = {
+            k: v.detach().contiguous()
+            for k, v in self.state_dict().items()
+            if not k.startswith("lm.")
+        }
         save_file(heads, str(out / HEADS_FILE))
-        config = {"task": self.task, "horizon": self.horizon, "history": self.history,
-                  "rank": self.rank, "action_tokens": self.action_tokens,
-                  "base_model": base_model}  # fmt: skip
+        config = {
+            "task": self.task,
+            "horizon": self.horizon,
+            "history": self.history,
+            "rank": self.rank,
+            "action_tokens": self.action_tokens,
+            "base_model": base_model,
+        }
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -150,8 +166,14 @@ def load_netllm(directory: str | Path) -> tuple[NetLLM, dict[str, Any]]:
         raise UserError(f"{path}: not a NetLLM adapter (no {CONFIG_FILE})")
     config = json.loads((path / CONFIG_FILE).read_text())
     backbone, _ = load_base(config["base_model"], "lora")
-    model = NetLLM(backbone, config["task"], config["horizon"], config["history"], config["rank"],
-                   config.get("action_tokens", True))  # fmt: skip
+    model = NetLLM(
+        backbone,
+        config["task"],
+        config["horizon"],
+        config["history"],
+        config["rank"],
+        config.get("action_tokens", True),
+    )
     set_peft_model_state_dict(model.lm, load_file(str(path / "adapter_model.safetensors")))
     model.load_state_dict(load_file(str(path / HEADS_FILE)), strict=False)
     model.eval()

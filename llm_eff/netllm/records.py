@@ -38,7 +38,7 @@ def abr_attempts(result: dict[str, Any], adapter: str) -> list[Attempt]:
                     usage=Usage(latency_s=latency),
                     benchmark="netllm-abr",
                     details={"qoe": float(qoe), "mpc_qoe": float(reference), "reason": "qoe"},
-                )  # fmt: skip
+                )
             )
     return out
 
@@ -65,6 +65,6 @@ def vp_attempts(result: dict[str, Any], adapter: str) -> list[Attempt]:
                     "windows": result["windows"],
                     "reason": "mae",
                 },
-            )  # fmt: skip
+            )
         )
     return out

@@ -80,9 +80,12 @@ def _returns_to_go(rewards: np.ndarray) -> np.ndarray:
 
 
 def optimise(
-    model: NetLLM, steps: int, lr: float, batch_loss: Callable[[int], torch.Tensor],
+    model: NetLLM,
+    steps: int,
+    lr: float,
+    batch_loss: Callable[[int], torch.Tensor],
     progress: Progress = None,
-) -> list[float]:  # fmt: skip
+) -> list[float]:
     """AdamW over the adapter's trainable parameters, one `batch_loss(step)` per step."""
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=lr)
     model.train()
@@ -100,9 +103,15 @@ def optimise(
 
 
 def train_abr(
-    model: NetLLM, pool: list[Trajectory], steps: int, batch_size: int = 16, window: int = 6,
-    lr: float = 3e-4, seed: int = 0, progress: Progress = None,
-) -> list[float]:  # fmt: skip
+    model: NetLLM,
+    pool: list[Trajectory],
+    steps: int,
+    batch_size: int = 16,
+    window: int = 6,
+    lr: float = 3e-4,
+    seed: int = 0,
+    progress: Progress = None,
+) -> list[float]:
     """Supervised decision-transformer training on the pool; returns the losses."""
     rng = random.Random(seed)
 
@@ -134,9 +143,12 @@ class LMPolicy:
     """The adapted LM as an ABR policy (keeps the session's recent tokens)."""
 
     def __init__(
-        self, model: NetLLM, target_return: float, window: int = 6,
+        self,
+        model: NetLLM,
+        target_return: float,
+        window: int = 6,
         bounds: tuple[float, float] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.model, self.target, self.window, self.bounds = model, target_return, window, bounds
         self.latencies: list[float] = []
         self.reset()
@@ -159,7 +171,7 @@ class LMPolicy:
         """Add `obs` and return the decision's window: returns, states, actions, chunk indices."""
         self.states.append(abr_features(obs))
         w = min(self.window, len(self.states))
-        actions = [*self.actions[-(w - 1):], 0] if w > 1 else [0]  # fmt: skip
+        actions = [*self.actions[-(w - 1) :], 0] if w > 1 else [0]
         index = np.arange(obs.chunk_index - w + 1, obs.chunk_index + 1)
         return self.returns[-w:], np.array(self.states[-w:]), actions, index
 
@@ -193,9 +205,14 @@ def decide(policies: list[LMPolicy], observations: list[Observation]) -> list[in
 
 
 def lm_sessions_qoe(
-    model: NetLLM, target: float, traces: list[Trace], video: np.ndarray, batch_size: int = 64,
-    progress: Progress = None, bounds: tuple[float, float] | None = None,
-) -> tuple[list[float], list[float], float, list[int]]:  # fmt: skip
+    model: NetLLM,
+    target: float,
+    traces: list[Trace],
+    video: np.ndarray,
+    batch_size: int = 64,
+    progress: Progress = None,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[list[float], list[float], float, list[int]]:
     """Mean QoE per trace of the LM policy, sessions streamed in lockstep batches.
 
     Returns (QoE per trace, per-decision latency with batching, latency of a lone decision,
@@ -254,9 +271,13 @@ def target_return(pool: list[Trajectory]) -> float:
 
 
 def evaluate_abr(
-    model: NetLLM, target: float, traces: list[Trace], video: np.ndarray, progress: Progress = None,
+    model: NetLLM,
+    target: float,
+    traces: list[Trace],
+    video: np.ndarray,
+    progress: Progress = None,
     bounds: tuple[float, float] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Mean QoE per method on `traces` (per trace too) and the LM's decision latency.
 
     The LM streams all sessions in lockstep batches (one forward pass per chunk for up to 64
@@ -283,9 +304,15 @@ def evaluate_abr(
 
 
 def train_vp(
-    model: NetLLM, past: np.ndarray, future: np.ndarray, steps: int, batch_size: int = 32,
-    lr: float = 3e-4, seed: int = 0, progress: Progress = None,
-) -> list[float]:  # fmt: skip
+    model: NetLLM,
+    past: np.ndarray,
+    future: np.ndarray,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 3e-4,
+    seed: int = 0,
+    progress: Progress = None,
+) -> list[float]:
     """L1 training on wrapped angle changes; returns the losses."""
     rng = np.random.default_rng(seed)
     x, last = normalise(past)
@@ -312,9 +339,11 @@ def predict_vp(model: NetLLM, past: np.ndarray, batch_size: int = 256) -> tuple[
 
 
 def evaluate_vp(
-    model: NetLLM, train_windows: tuple[np.ndarray, np.ndarray],
-    test_windows: tuple[np.ndarray, np.ndarray], lstm_epochs: int = 5,
-) -> dict[str, Any]:  # fmt: skip
+    model: NetLLM,
+    train_windows: tuple[np.ndarray, np.ndarray],
+    test_windows: tuple[np.ndarray, np.ndarray],
+    lstm_epochs: int = 5,
+) -> dict[str, Any]:
     """MAE per horizon step for the adapter and the baselines on the test windows."""
     past, future = test_windows
     horizon = future.shape[1]
@@ -328,8 +357,12 @@ def evaluate_vp(
         "lstm": lstm(past, horizon),
     }
     mae = {name: mae_by_step(pred, future).tolist() for name, pred in methods.items()}
-    return {"mae_by_step": mae, "mae": {k: float(np.mean(v)) for k, v in mae.items()},
-            "latency_ms_per_window": ms, "windows": len(past)}  # fmt: skip
+    return {
+        "mae_by_step": mae,
+        "mae": {k: float(np.mean(v)) for k, v in mae.items()},
+        "latency_ms_per_window": ms,
+        "windows": len(past),
+    }
 
 
 def vp_split(

@@ -189,8 +189,9 @@ class SideTuned(nn.Module):
         sampled with temperature / top-p, stopping at EOS or a stop string. Each sequence is
         decoded on its own with KV caches for the backbone and the side network."""
         if eos_token_id is None:
-            eos_token_id = getattr(getattr(self.backbone, "generation_config", None),
-                                   "eos_token_id", None)  # fmt: skip
+            eos_token_id = getattr(
+                getattr(self.backbone, "generation_config", None), "eos_token_id", None
+            )
         stops = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or [])
         pad = pad_token_id if pad_token_id is not None else next(iter(stops), 0)
         mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
@@ -198,9 +199,15 @@ class SideTuned(nn.Module):
         for prompt, keep in zip(input_ids, mask.bool(), strict=True):
             for _ in range(num_return_sequences):
                 new = self._decode_one(
-                    prompt[keep].unsqueeze(0), max_new_tokens, stops, do_sample,
-                    temperature or 1.0, top_p or 1.0, stop_strings, tokenizer,
-                )  # fmt: skip
+                    prompt[keep].unsqueeze(0),
+                    max_new_tokens,
+                    stops,
+                    do_sample,
+                    temperature or 1.0,
+                    top_p or 1.0,
+                    stop_strings,
+                    tokenizer,
+                )
                 rows.append(torch.cat([prompt, new]))
         width = max(len(r) for r in rows)
         out = torch.full((len(rows), width), pad, dtype=input_ids.dtype, device=input_ids.device)

@@ -57,9 +57,14 @@ def reward_function(score: Scorer, log: list[dict[str, Any]] | None = None) -> A
 
 
 def train_grpo(
-    policy: Any, tokenizer: Any, tasks: list[Any], score: Scorer, out: Path,
-    settings: GRPOSettings, progress: Progress = None,
-) -> list[dict[str, float]]:  # fmt: skip
+    policy: Any,
+    tokenizer: Any,
+    tasks: list[Any],
+    score: Scorer,
+    out: Path,
+    settings: GRPOSettings,
+    progress: Progress = None,
+) -> list[dict[str, float]]:
     """Train the LoRA `policy` (a peft model) with trl's GRPOTrainer; returns trl's log."""
     from datasets import Dataset
     from transformers import TrainerCallback

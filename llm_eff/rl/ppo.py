@@ -76,9 +76,12 @@ def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def token_rewards(
-    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor,
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
     kl_coef: float,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Per-token rewards (B, T): the KL penalty everywhere, plus each score on its last token."""
     rewards = -kl_coef * (logprobs - ref_logprobs) * mask
     last = (mask.sum(dim=1).long() - 1).clamp(min=0)
@@ -107,10 +110,16 @@ def gae(
 
 
 def ppo_losses(
-    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-    clip: float, value_clip: float,
-) -> dict[str, torch.Tensor]:  # fmt: skip
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    value_clip: float,
+) -> dict[str, torch.Tensor]:
     """Clipped policy loss, clipped value loss, clip fraction and approximate KL to the rollout."""
     ratio = torch.exp(logprobs - old_logprobs)
     unclipped = -advantages * ratio
@@ -137,9 +146,12 @@ class ActorCritic(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_len: int,
         temperature: float = 1.0,
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(log-probs, values) of the response tokens (B, T): positions from `prompt_len` on.
 
         Log-probs are those of the sampling distribution (logits / `temperature`), so the
@@ -169,9 +181,12 @@ class Rollout:
 
 
 def generate_rollout(
-    model: ActorCritic, tokenizer: Any, tasks: list[Any], config: PPOConfig,
+    model: ActorCritic,
+    tokenizer: Any,
+    tasks: list[Any],
+    config: PPOConfig,
     stop: tuple[str, ...] = (),
-) -> Rollout:  # fmt: skip
+) -> Rollout:
     """Sample `samples_per_prompt` responses for each task's prompt."""
     repeated = [t for t in tasks for _ in range(config.samples_per_prompt)]
     enc = encode_prompts(tokenizer, [t.prompt for t in repeated], GenerationConfig())
@@ -205,9 +220,12 @@ Scorer = Callable[[list[str], list[str]], list[tuple[float, dict[str, Any]]]]
 
 
 def ppo_step(
-    model: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout,
-    scores: torch.Tensor, config: PPOConfig,
-) -> dict[str, float]:  # fmt: skip
+    model: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    scores: torch.Tensor,
+    config: PPOConfig,
+) -> dict[str, float]:
     """PPO epochs over one scored rollout; returns the step's statistics."""
     ids, attn, mask, plen = (
         rollout.input_ids,
@@ -232,9 +250,16 @@ def ppo_step(
             idx = torch.tensor(order[first : first + config.minibatch_size])
             logprobs, values = model(ids[idx], attn[idx], plen, config.temperature)
             losses = ppo_losses(
-                logprobs, old_logprobs[idx], advantages[idx], values, old_values[idx],
-                returns[idx], mask[idx], config.clip, config.value_clip,
-            )  # fmt: skip
+                logprobs,
+                old_logprobs[idx],
+                advantages[idx],
+                values,
+                old_values[idx],
+                returns[idx],
+                mask[idx],
+                config.clip,
+                config.value_clip,
+            )
             loss = losses["policy"] + config.value_coef * losses["value"]
             optimizer.zero_grad()
             loss.backward()
@@ -296,9 +321,15 @@ def _load_checkpoint(
 
 
 def train_ppo(
-    policy: nn.Module, tokenizer: Any, tasks: list[Any], score: Scorer, out: Path,
-    config: PPOConfig, stop: tuple[str, ...] = (), progress: Progress = None,
-) -> list[dict[str, float]]:  # fmt: skip
+    policy: nn.Module,
+    tokenizer: Any,
+    tasks: list[Any],
+    score: Scorer,
+    out: Path,
+    config: PPOConfig,
+    stop: tuple[str, ...] = (),
+    progress: Progress = None,
+) -> list[dict[str, float]]:
     """Train the LoRA `policy` (a peft model) with PPO; resumes from `out/checkpoint`.
 
     `score(texts, task_ids)` returns (reward, info) per response, info holding `passed` and

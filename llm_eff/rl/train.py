@@ -92,9 +92,15 @@ def _check_resume(out: Path, run: dict[str, Any]) -> None:
 
 
 def rl_train(
-    algo: str, model_spec: str, benchmark: Any, out: Path, settings: dict[str, Any],
-    reward_config: RewardConfig | None = None, rank: int = 8, progress: Progress = None,
-) -> dict[str, Any]:  # fmt: skip
+    algo: str,
+    model_spec: str,
+    benchmark: Any,
+    out: Path,
+    settings: dict[str, Any],
+    reward_config: RewardConfig | None = None,
+    rank: int = 8,
+    progress: Progress = None,
+) -> dict[str, Any]:
     """Train with `algo` ('ppo' or 'grpo') on `benchmark`'s tasks (an evals Benchmark); returns
     the summary also written to `out`."""
     if algo not in ALGOS:
@@ -102,9 +108,13 @@ def rl_train(
     config = PPOConfig.from_dict(settings) if algo == "ppo" else GRPOSettings.from_dict(settings)
     reward_config = reward_config or RewardConfig()
     run = {
-        "algo": algo, "model": model_spec, "tasks": benchmark.name, "settings": asdict(config),
-        "reward": reward_config.to_dict(), "rank": rank,
-    }  # fmt: skip
+        "algo": algo,
+        "model": model_spec,
+        "tasks": benchmark.name,
+        "settings": asdict(config),
+        "reward": reward_config.to_dict(),
+        "rank": rank,
+    }
     out = Path(out)
     _check_resume(out, run)
     check_tasks(benchmark)
@@ -114,8 +124,9 @@ def rl_train(
     score = make_scorer(benchmark, ExecutionReward(reward_config))
     started = time.perf_counter()
     if isinstance(config, PPOConfig):
-        history = train_ppo(policy, tokenizer, benchmark.tasks, score, out, config,
-                            benchmark.stop, progress)  # fmt: skip
+        history = train_ppo(
+            policy, tokenizer, benchmark.tasks, score, out, config, benchmark.stop, progress
+        )
     else:
         history = train_grpo(policy, tokenizer, benchmark.tasks, score, out, config, progress)
     from llm_eff.peft.api import save

@@ -121,9 +121,11 @@ def _scorer(
         y = np.asarray(labels, np.float32)
         texts = [_question(t) for t in train]
         vectors = embed(texts)
-        model = KNNRouter().fit(vectors, y) if kind == "knn" else LogisticRouter().fit(
-            vectors, (y > 0).astype(np.float32), texts
-        )  # fmt: skip
+        model = (
+            KNNRouter().fit(vectors, y)
+            if kind == "knn"
+            else LogisticRouter().fit(vectors, (y > 0).astype(np.float32), texts)
+        )
         return lambda task: float(model.score(_question(task)))
     if kind in ("slm", "dpo"):
         from routers.slm import SMALL_LM
@@ -137,9 +139,12 @@ def _scorer(
 
 
 def route_offline(
-    kind: str, tasks: Sequence[Task], recorded: dict[str, dict[str, Attempt]],
-    folds: int = 5, seed: int = 0,
-) -> list[Decision]:  # fmt: skip
+    kind: str,
+    tasks: Sequence[Task],
+    recorded: dict[str, dict[str, Attempt]],
+    folds: int = 5,
+    seed: int = 0,
+) -> list[Decision]:
     """Cross-validated routing decisions by database for every task (see module docstring)."""
     missing = [t.id for t in tasks if any(t.id not in recorded[p] for p in TARGETS)]
     if missing:
@@ -181,11 +186,18 @@ def routed_attempt(
     usage = replace(chosen.usage, latency_s=(chosen.usage.latency_s or 0.0) + decision.seconds)
     router_cost = Cost(dollars_per_hour * decision.seconds / 3600, "router (hardware time)")
     return replace(
-        chosen, system=system, system_hash=system_hash, usage=usage,
+        chosen,
+        system=system,
+        system_hash=system_hash,
+        usage=usage,
         cost=chosen.cost + router_cost,
-        details={**chosen.details, "routed_to": decision.target, "router_score": decision.score,
-                 "decision_ms": decision.seconds * 1000},
-    )  # fmt: skip
+        details={
+            **chosen.details,
+            "routed_to": decision.target,
+            "router_score": decision.score,
+            "decision_ms": decision.seconds * 1000,
+        },
+    )
 
 
 def _check(system: SystemSpec) -> SystemSpec:

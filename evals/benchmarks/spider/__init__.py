@@ -138,7 +138,7 @@ def load_spider_dev(directory: str | None, cache_dir: str | Path | None = None) 
                 "schema": schemas[example.db_id],
                 "db_path": str(dbs[example.db_id]),
             },
-        )  # fmt: skip
+        )
         for i, example in enumerate(load_spider(questions))
     ]
 

@@ -157,8 +157,14 @@ def harvest(query: str, tables: dict[str, Table]) -> dict[str, dict[str, list[An
         elif isinstance(node, exp.Between):
             low, high = value(node.args.get("low")), value(node.args.get("high"))
             if isinstance(low, int | float) and isinstance(high, int | float):
-                add(node.this, [(low + high) / 2 if isinstance(low, float) else (low + high) // 2,
-                                low - 1, high + 1])  # fmt: skip
+                add(
+                    node.this,
+                    [
+                        (low + high) / 2 if isinstance(low, float) else (low + high) // 2,
+                        low - 1,
+                        high + 1,
+                    ],
+                )
     return {t: dict(cols) for t, cols in found.items()}
 
 
@@ -181,9 +187,31 @@ def _order(tables: dict[str, Table]) -> list[str]:
     return done
 
 
-NUMERIC_HINTS = ("age", "year", "price", "amount", "number", "num", "count", "salary", "rank",
-                 "score", "weight", "height", "size", "population", "capacity", "budget",
-                 "total", "rating", "percent", "share", "cost", "mpg", "horsepower")  # fmt: skip
+NUMERIC_HINTS = (
+    "age",
+    "year",
+    "price",
+    "amount",
+    "number",
+    "num",
+    "count",
+    "salary",
+    "rank",
+    "score",
+    "weight",
+    "height",
+    "size",
+    "population",
+    "capacity",
+    "budget",
+    "total",
+    "rating",
+    "percent",
+    "share",
+    "cost",
+    "mpg",
+    "horsepower",
+)
 
 
 def _generated(column: str, kind: str, k: int) -> Any:
@@ -197,9 +225,13 @@ def _generated(column: str, kind: str, k: int) -> Any:
 
 
 def fill_database(
-    path: Path, tables: dict[str, Table], queries: list[str], base_rows: int = 30,
-    seed_rows: int = 3, seed: int = 0,
-) -> None:  # fmt: skip
+    path: Path,
+    tables: dict[str, Table],
+    queries: list[str],
+    base_rows: int = 30,
+    seed_rows: int = 3,
+    seed: int = 0,
+) -> None:
     """Create and fill one SQLite database at `path` (module docstring)."""
     rng = random.Random(seed)
     per_query = [harvest(q, tables) for q in queries]
@@ -352,8 +384,10 @@ def wrong_variants(sql: str, tables: dict[str, Table]) -> list[str]:
             col = projection if isinstance(projection, exp.Column) else None
             if col is None:
                 continue
-            table = next((t for t in tables.values()
-                          if col.name.lower() in (c.lower() for c in t.columns)), None)  # fmt: skip
+            table = next(
+                (t for t in tables.values() if col.name.lower() in (c.lower() for c in t.columns)),
+                None,
+            )
             others = [c for c in (table.columns if table else []) if c.lower() != col.name.lower()]
             if others:
                 swapped = tree.copy()

@@ -136,8 +136,9 @@ def advanced(caller: Caller, task: Task, schema: str, candidates: int = 3) -> st
         f"Database schema:\n{schema}\n\nWrite two example questions about this database, each "
         "followed by its SQLite query."
     )[0]
-    prompt = _sql_prompt(meta["question"], schema,
-                         f"Examples:\n{examples}\nSub-questions:\n{steps}")  # fmt: skip
+    prompt = _sql_prompt(
+        meta["question"], schema, f"Examples:\n{examples}\nSub-questions:\n{steps}"
+    )
     texts = caller.ask(prompt) + caller.ask(prompt, n=candidates, temperature=0.7)
     greedy, sampled = texts[0], texts[1:]
     queries = [_correct(caller, task, schema, _extract(greedy))] + [_extract(t) for t in sampled]
@@ -150,8 +151,11 @@ def advanced(caller: Caller, task: Task, schema: str, candidates: int = 3) -> st
     if not votes:
         return queries[0]
     best = votes.most_common(1)[0][0]
-    return next(q for q, r in zip(queries, results, strict=True)
-                if r and frozenset(Counter(r).items()) == best)  # fmt: skip
+    return next(
+        q
+        for q, r in zip(queries, results, strict=True)
+        if r and frozenset(Counter(r).items()) == best
+    )
 
 
 def cascade(caller: Caller, task: Task, schema: str) -> str:

@@ -23,5 +23,12 @@ def _load(model: Any, adapter_dir: Any) -> Any:
     return load_binary(model, adapter_dir)
 
 
-METHOD = Method("bit1", "LoRA with 1-bit A and B, packed bits on disk", 5e-4, _prepare, _load,
-                _save, aliases=("bitfit1", "1bit"))  # fmt: skip
+METHOD = Method(
+    "bit1",
+    "LoRA with 1-bit A and B, packed bits on disk",
+    5e-4,
+    _prepare,
+    _load,
+    _save,
+    aliases=("bitfit1", "1bit"),
+)

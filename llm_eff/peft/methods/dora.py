@@ -16,5 +16,6 @@ def _prepare(model: Any, config: Any) -> Any:
     return get_peft_model(model, settings)
 
 
-METHOD = Method("dora", "LoRA on each weight's direction, its magnitude trained apart (peft)",
-                2e-4, _prepare)  # fmt: skip
+METHOD = Method(
+    "dora", "LoRA on each weight's direction, its magnitude trained apart (peft)", 2e-4, _prepare
+)

@@ -17,5 +17,11 @@ def _load(model: Any, adapter_dir: Any) -> Any:
     return LadderSideModel.from_pretrained(model, adapter_dir)
 
 
-METHOD = Method("lst", "a pruned side network on gated ladders; no backward through the "
-                "backbone", 3e-3, _prepare, _load, aliases=("ladder",))  # fmt: skip
+METHOD = Method(
+    "lst",
+    "a pruned side network on gated ladders; no backward through the backbone",
+    3e-3,
+    _prepare,
+    _load,
+    aliases=("ladder",),
+)

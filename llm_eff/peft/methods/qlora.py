@@ -3,5 +3,10 @@
 from llm_eff.peft.methods import Method
 from llm_eff.peft.methods.lora import _prepare
 
-METHOD = Method("qlora", "LoRA over a 4-bit NF4 backbone (CUDA, bitsandbytes)", 2e-4, _prepare,
-                quantized_base=True)  # fmt: skip
+METHOD = Method(
+    "qlora",
+    "LoRA over a 4-bit NF4 backbone (CUDA, bitsandbytes)",
+    2e-4,
+    _prepare,
+    quantized_base=True,
+)

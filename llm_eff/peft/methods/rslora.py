@@ -16,5 +16,4 @@ def _prepare(model: Any, config: Any) -> Any:
     return get_peft_model(model, settings)
 
 
-METHOD = Method("rslora", "LoRA scaled by alpha / sqrt(rank), rank-stable (peft)", 2e-4,
-                _prepare)  # fmt: skip
+METHOD = Method("rslora", "LoRA scaled by alpha / sqrt(rank), rank-stable (peft)", 2e-4, _prepare)

@@ -17,5 +17,10 @@ def _load(model: Any, adapter_dir: Any) -> Any:
     return UniPTModel.from_pretrained(model, adapter_dir)
 
 
-METHOD = Method("unipt", "a parallel network over all layer outputs; no backward through the "
-                "backbone", 1e-3, _prepare, _load)  # fmt: skip
+METHOD = Method(
+    "unipt",
+    "a parallel network over all layer outputs; no backward through the backbone",
+    1e-3,
+    _prepare,
+    _load,
+)
