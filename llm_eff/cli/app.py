@@ -1,102 +1,29 @@
-"""The `llm-eff` Typer app and the wrapper that turns user errors into one line."""
+"""The root `llm-eff` app: the composition root. It mounts the commands every package declares
+(entry-point group `llm_eff.commands`: evals, routers, the proxy, agents and the model-side
+commands of llm_eff) and imports none of those packages itself."""
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 import typer
 
-from llm_eff.core.errors import BackendError, SandboxError, UserError
-
-app = typer.Typer(
-    name="llm-eff",
-    help="Make LLMs and agents cheaper to adapt, run and evaluate: every system is judged by "
-    "what a correct answer costs (accuracy, pass@k, cost-of-pass, TEP).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+ENTRY_POINT_GROUP = "llm_eff.commands"
 
 
-def make_console(stderr: bool = False) -> Any:
-    """A rich console. On a terminal (or with COLUMNS set) it wraps to the screen; elsewhere (a
-    log file, a pipe) it does not wrap at all, so table headers and numbers are never cut."""
-    import os
-    import sys
+def build_app() -> typer.Typer:
+    """The app with every installed package's commands."""
+    from importlib.metadata import entry_points
 
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
-        return Console(stderr=stderr)
-    return Console(stderr=stderr, width=100_000)
-
-
-METAVARS = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "path": "PATH", "file": "FILE"}
-
-
-def plain_metavars(command: Any) -> None:
-    """Help shows TEXT, INTEGER, PATH (not Python's <str>, <list[str]>), nothing after a flag."""
-    for param in getattr(command, "params", []):
-        if getattr(param, "param_type_name", "") != "option" or param.metavar is not None:
-            continue
-        if getattr(param, "is_flag", False) or getattr(param, "count", False):
-            param.metavar = ""
-            continue
-        label = param.display_type(None) if hasattr(param, "display_type") else ""
-        name = (label or "").strip("<>").removeprefix("list[").removesuffix("]").split(" ")[0]
-        param.metavar = METAVARS.get(name, name.upper() or None)
-    original = command.get_help_option
-
-    def help_option(ctx: Any) -> Any:  # made afresh for each help page: a flag, no metavar
-        option = original(ctx)
-        if option is not None and option.metavar is None:
-            option.metavar = ""
-        return option
-
-    command.get_help_option = help_option
-    for sub in getattr(command, "commands", {}).values():
-        plain_metavars(sub)
-
-
-def friendly(func: Any) -> Any:
-    """Turn user errors into one red line and exit status 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rich.console import Console
-
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-        except SandboxError as exc:
-            Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-        except BackendError as exc:
-            Console(stderr=True).print(
-                f"[bold red]error:[/] model call failed: {exc} (finished attempts are kept; "
-                "rerun the same command to resume)",
-                highlight=False,
-            )
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            Console(stderr=True).print("interrupted: finished attempts are kept in the run log")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def progress_bar(console: Any) -> Any:
-    """The CLI's progress display: description, bar, done/total, elapsed time."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
+    app = typer.Typer(
+        name="llm-eff",
+        help="Make LLMs and agents cheaper to adapt, run and evaluate: every system is judged by "
+        "what a correct answer costs (accuracy, pass@k, cost-of-pass, TEP).",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
     )
+    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
+        point.load().register(app)
+    return app
+
+
+app = build_app()

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly, make_console, progress_bar
+from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
+
+COMMANDS = Commands()
 
 depth_app = typer.Typer(
     help="Dynamic depth: train-routers fits Dr.LLM layer routers over a frozen model (compared "
@@ -16,7 +18,7 @@ depth_app = typer.Typer(
     "Mixture-of-Recursions model (shared layers applied a per-token number of times).",
     no_args_is_help=True,
 )
-app.add_typer(depth_app, name="depth")
+COMMANDS.group(depth_app, "depth")
 
 
 @depth_app.command("train-routers")

@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly, make_console, progress_bar
+from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
 from llm_eff.peft.methods import method_help
 
+COMMANDS = Commands()
 
-@app.command("finetune")
+
+@COMMANDS.command("finetune")
 @friendly
 def finetune_command(
     data: Annotated[

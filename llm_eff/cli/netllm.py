@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly, make_console, progress_bar
+from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
+
+COMMANDS = Commands()
 
 netllm_app = typer.Typer(
     help="Adapt a language model to networking tasks (NetLLM): abr (adaptive bitrate) and vp "
@@ -20,7 +22,7 @@ abr_app = typer.Typer(help="Adaptive bitrate streaming.", no_args_is_help=True)
 vp_app = typer.Typer(help="Viewport prediction.", no_args_is_help=True)
 netllm_app.add_typer(abr_app, name="abr")
 netllm_app.add_typer(vp_app, name="vp")
-app.add_typer(netllm_app, name="netllm")
+COMMANDS.group(netllm_app, "netllm")
 
 MODEL_HELP = "Backbone: smollm2-135m, hf:DIR or tiny-llama."
 

@@ -8,14 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.cli.app import app, friendly, make_console, progress_bar
+from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
+
+COMMANDS = Commands()
 
 rl_app = typer.Typer(
     help="Reinforcement learning for correct and fast code: PPO or GRPO on a LoRA adapter, "
     "rewarded by running the programs' tests and timing them in the sandbox.",
     no_args_is_help=True,
 )
-app.add_typer(rl_app, name="rl")
+COMMANDS.group(rl_app, "rl")
 
 
 def _reward_config(path: Path | None, timeout_s: float) -> Any:

@@ -7,13 +7,15 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly, make_console
+from llm_eff.core.cli import Commands, friendly, make_console
 from llm_eff.core.errors import UserError
+
+COMMANDS = Commands()
 
 route_app = typer.Typer(
     help="Complexity-aware routing: benchmarks on recorded outcomes.", no_args_is_help=True
 )
-app.add_typer(route_app, name="route")
+COMMANDS.group(route_app, "route")
 
 
 @route_app.command("bench")

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.cli.app import app, friendly, make_console
+from llm_eff.core.cli import Commands, friendly, make_console
 from llm_eff.core.errors import UserError
+
+COMMANDS = Commands()
 
 
 def _proxy_config(config: Path | None, local: str | None) -> Any:
@@ -22,7 +24,7 @@ def _proxy_config(config: Path | None, local: str | None) -> Any:
     raise UserError("give --config proxy.yaml or --local MODEL")
 
 
-@app.command("serve")
+@COMMANDS.command("serve")
 @friendly
 def serve_command(
     config: Annotated[
@@ -71,7 +73,7 @@ def serve_command(
 keys_app = typer.Typer(
     help="Virtual API keys of the router proxy (stored hashed).", no_args_is_help=True
 )
-app.add_typer(keys_app, name="keys")
+COMMANDS.group(keys_app, "keys")
 
 
 def _keystore(config: Path) -> Any:
@@ -128,7 +130,7 @@ def keys_revoke(
     typer.echo(f"revoked {key_id}")
 
 
-@app.command("spend")
+@COMMANDS.command("spend")
 @friendly
 def spend_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="Proxy YAML.")],

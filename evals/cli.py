@@ -7,13 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.cli.app import app, friendly, make_console, progress_bar
+from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
 from llm_eff.core.errors import UserError
+
+COMMANDS = Commands()
 
 SPEND_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
-@app.command("eval")
+@COMMANDS.command("eval")
 @friendly
 def eval_command(
     bench: Annotated[
@@ -161,7 +163,18 @@ def _print_summary(
     console.print(table)
 
 
-@app.command("report")
+def _spend_attempts(url: str) -> list:
+    """A proxy spend database's requests as attempts, read by the proxy's own store (found under
+    the entry-point group `llm_eff.spend_readers`, so evals does not import the proxy)."""
+    from importlib.metadata import entry_points
+
+    readers = list(entry_points(group="llm_eff.spend_readers"))
+    if not readers:
+        raise UserError("no proxy spend reader is installed: reinstall llm-eff")
+    return readers[0].load()(url)
+
+
+@COMMANDS.command("report")
 @friendly
 def report_command(
     runs: Annotated[
@@ -216,9 +229,7 @@ def report_command(
             raise UserError(f"spend database not found: {r}")
     spend = []
     for url in databases + ([spend_db] if spend_db else []):
-        from routers.proxy.store import spend_attempts
-
-        spend += spend_attempts(url)
+        spend += _spend_attempts(url)
     default_out = runs[0].with_name(runs[0].stem + "-report") if runs else Path("runs/proxy-report")
     out_dir = out or default_out
     replacing = (out_dir / "summary.json").is_file() and not is_foreign_folder(out_dir)
@@ -231,26 +242,7 @@ def report_command(
     console.print(f"Summary (JSON):  {files.summary_json}")
 
 
-@app.command("models")
-@friendly
-def models_command() -> None:
-    """List the models usable offline and how to install missing ones."""
-    from rich.table import Table
-
-    from llm_eff.models.registry import available_models
-
-    table = Table("model", "status", "description")
-    for row in available_models():
-        table.add_row(*row)
-    console = make_console()
-    console.print(table)
-    console.print(
-        "Also: hf:DIR (a local HF model folder) and API ids through LiteLLM, "
-        "e.g. openai/gpt-4o-mini (needs its API key)."
-    )
-
-
-@app.command("benchmarks")
+@COMMANDS.command("benchmarks")
 @friendly
 def benchmarks_command() -> None:
     """List the benchmarks `llm-eff eval --bench` accepts."""

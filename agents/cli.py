@@ -7,13 +7,15 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.cli.app import app, friendly, make_console, progress_bar
+from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
+
+COMMANDS = Commands()
 
 agent_app = typer.Typer(
     help="Cost-aware langgraph agents on GAIA-format tasks (run one configuration or a grid).",
     no_args_is_help=True,
 )
-app.add_typer(agent_app, name="agent")
+COMMANDS.group(agent_app, "agent")
 
 TASKS_HELP = "GAIA-format task directory (metadata.jsonl + attachments); default: gaia-mini."
 
