@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
+from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 
 COMMANDS = Commands()
 
@@ -99,7 +100,9 @@ def run_command(
     tasks: Annotated[Path | None, typer.Option(help=TASKS_HELP)] = None,
     run: Annotated[Path | None, typer.Option(help="Run log (JSONL); rerun to resume.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the cost report here.")] = None,
-    hardware_price: Annotated[float, typer.Option(help="$/hour for local models.")] = 0.10,
+    hardware_price: Annotated[
+        float, typer.Option(help="$/hour for local models.")
+    ] = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
     limit: Annotated[int | None, typer.Option(min=1, help="First N tasks only.")] = None,
 ) -> None:
     """Run one agent configuration over a task set."""
@@ -119,7 +122,9 @@ def sweep_command(
     report: Annotated[
         Path | None, typer.Option(help="Write the cost report (frontier across configs) here.")
     ] = None,
-    hardware_price: Annotated[float, typer.Option(help="$/hour for local models.")] = 0.10,
+    hardware_price: Annotated[
+        float, typer.Option(help="$/hour for local models.")
+    ] = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
     limit: Annotated[int | None, typer.Option(min=1, help="First N tasks only.")] = None,
 ) -> None:
     """Run every configuration of a grid, then print accuracy, cost and the recommendation."""

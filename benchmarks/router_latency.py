@@ -99,8 +99,8 @@ def main() -> None:
         os.environ[embedding.ENV] = encoder
         vectors = embedding.embed(texts)
         routers = {
-            "knn (k=20)": KNNRouter(k=20).fit(vectors, labels),
-            "logistic (MiniLM + length)": LogisticRouter().fit(vectors, labels, texts),
+            "knn (k=20)": KNNRouter(k=20).fit_vectors(vectors, labels),
+            "logistic (MiniLM + length)": LogisticRouter().fit_vectors(vectors, labels, texts),
         }
         for name, router in routers.items():
             cells = [

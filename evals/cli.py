@@ -9,6 +9,7 @@ import typer
 
 from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
 from llm_eff.core.errors import UserError
+from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 
 COMMANDS = Commands()
 
@@ -64,7 +65,7 @@ def eval_command(
         typer.Option(
             help="Hardware $/hour used to price local models (with measured tokens/s).", min=0
         ),
-    ] = 0.10,
+    ] = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
     java_libs: Annotated[
         Path | None,
         typer.Option(help="NCB's JUnit jars folder (ncb-java); or set LLM_EFF_NCB_JAVA_LIBS."),

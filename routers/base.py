@@ -32,6 +32,21 @@ class Router(Protocol):
         ...
 
 
+@runtime_checkable
+class TrainableRouter(Router, Protocol):
+    """A router learned from labelled prompts: `fit(texts, labels)` (labels in [0, 1]; 1: the
+    strong target is needed) embeds or tokenises the texts itself and returns the router;
+    `score_texts` scores many prompts at once. `routers.registry.trainable_router` builds one."""
+
+    def fit(self, texts: list[str], labels: Any) -> TrainableRouter:
+        """Learn from `texts` and their labels; returns self."""
+        ...
+
+    def score_texts(self, texts: list[str]) -> Any:
+        """Scores (an array) for many prompts."""
+        ...
+
+
 def request_text(request: dict[str, Any] | str) -> str:
     """The text content of a chat request's messages (text parts only), joined by newlines;
     a plain string is its own text."""

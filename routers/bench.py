@@ -155,9 +155,9 @@ def _scorers(
             "no training prompt where only the strong model was right: nothing to learn"
         )
     texts = [train.prompts[i] for i in rows]
-    knn = KNNRouter(k=k).fit(train_vec[rows], y)
-    logistic = LogisticRouter(length=False).fit(train_vec[rows], y)
-    with_length = LogisticRouter().fit(train_vec[rows], y, texts)
+    knn = KNNRouter(k=k).fit_vectors(train_vec[rows], y)
+    logistic = LogisticRouter(length=False).fit_vectors(train_vec[rows], y)
+    with_length = LogisticRouter().fit_vectors(train_vec[rows], y, texts)
     rules, rand = RuleRouter(), RandomRouter(seed=seed)
     length = RuleRouter(
         name="length", w_length=1.0, w_code=0.0, w_reasoning=0.0, w_math=0.0, w_questions=0.0

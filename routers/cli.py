@@ -201,14 +201,12 @@ def route_train(
     import numpy as np
 
     from llm_eff.core.runlog import RunLog
-    from routers.embedding import embed
-    from routers.knn import TRAINED, save_router
+    from routers.knn import save_router
+    from routers.registry import trainable_router
     from routers.slm import SMALL_LM
     from routers.training import routing_labels
 
-    if router not in TRAINED and router not in SMALL_LM:
-        known = ", ".join([*TRAINED, *SMALL_LM])
-        raise UserError(f"unknown router '{router}' (trainable: {known})")
+    model = trainable_router(router, **({"base": base} if router in SMALL_LM else {}))
     if not runs.is_file():
         raise UserError(f"run log not found: {runs}")
     small = router in SMALL_LM
@@ -222,12 +220,7 @@ def route_train(
         raise UserError(f"no task of the run log is in {bench}")
     texts = [prompts[t] for t in ids]
     y = np.array([labels[t] for t in ids], dtype=np.float32)
-    if small:
-        model = SMALL_LM[router](base=base).fit(texts, y)
-    elif router == "logistic":
-        model = TRAINED[router]().fit(embed(texts), y, texts)
-    else:
-        model = TRAINED[router]().fit(embed(texts), y)
+    model.fit(texts, y)
     save_router(model, out)
     needs = sum(labels[t] == 1.0 for t in ids)
     typer.echo(

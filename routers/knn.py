@@ -7,8 +7,11 @@ is needed), and score a request by its embedding (see `embedding.py`):
   training prompts (cosine similarity), a simplified form of RouteLLM's similarity-weighted
   ranking; the weighting keeps scores continuous, so thresholds calibrate finely;
 - `LogisticRouter`: a logistic regression on the embedding plus the prompt's log length
-  (standardised on the training prompts; `length=False` drops it), trained with L2 and
-  full-batch gradient descent in numpy.
+  (standardised on the training prompts; `length=False` drops it), fitted with L2 by
+  scikit-learn (soft labels as two weighted rows each, which gives the same log loss).
+
+Both follow the trainable-router contract of `routers.base.TrainableRouter`: `fit(texts,
+labels)` embeds the texts itself; `fit_vectors` takes embeddings already computed.
 
 Labels may be soft (in [0, 1]): trained on the gain label of `routers.training` (strong right
 and weak wrong 1, the reverse 0, a tie 0.5), a router ranks prompts by the accuracy the strong
@@ -51,8 +54,14 @@ class KNNRouter:
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 384), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
-    def fit(self, vectors: np.ndarray, labels: np.ndarray) -> KNNRouter:
-        """Keep the labelled embeddings."""
+    def fit(self, texts: list[str], labels: np.ndarray) -> KNNRouter:
+        """Embed and keep the labelled texts."""
+        return self.fit_vectors(embed(list(texts)), np.asarray(labels, np.float32))
+
+    def fit_vectors(
+        self, vectors: np.ndarray, labels: np.ndarray, texts: list[str] | None = None
+    ) -> KNNRouter:
+        """Keep the labelled embeddings (`texts` unused: kNN reads the embedding only)."""
         if len(vectors) == 0:
             raise UserError("knn router: no training data")
         self.vectors, self.labels = vectors.astype(np.float32), labels.astype(np.float32)
@@ -80,9 +89,7 @@ class LogisticRouter:
     """P(strong needed | embedding, log length) from a logistic regression."""
 
     name: str = "logistic"
-    l2: float = 1e-3
-    steps: int = 300
-    lr: float = 0.5
+    l2: float = 1e-2
     length: bool = True
     length_mean: float = 0.0
     length_std: float = 1.0
@@ -99,23 +106,40 @@ class LogisticRouter:
         z = (_log_lengths(texts) - self.length_mean) / self.length_std
         return np.hstack([x, z.astype(np.float32)[:, None]])
 
-    def fit(
+    def fit(self, texts: list[str], labels: np.ndarray) -> LogisticRouter:
+        """Embed the texts and fit (labels in [0, 1])."""
+        return self.fit_vectors(embed(list(texts)), np.asarray(labels, np.float32), list(texts))
+
+    def fit_vectors(
         self, vectors: np.ndarray, labels: np.ndarray, texts: list[str] | None = None
     ) -> LogisticRouter:
-        """Full-batch gradient descent on the L2-regularised log loss (labels in [0, 1])."""
+        """Fit the L2-regularised log loss on embeddings (and texts, for the length feature).
+
+        scikit-learn's objective is C * sum of weighted losses + |w|^2 / 2, so C = 1 / (l2 * n)
+        is the mean loss + l2 |w|^2 / 2. A soft label y becomes a row labelled 1 with weight y
+        and a row labelled 0 with weight 1 - y.
+        """
+        from sklearn.linear_model import LogisticRegression
+
         if len(vectors) == 0:
             raise UserError("logistic router: no training data")
         if self.length and texts is not None:
             logs = _log_lengths(texts)
             self.length_mean, self.length_std = float(logs.mean()), float(logs.std() or 1.0)
         x = self._design(vectors, texts).astype(np.float64)
-        y = labels.astype(np.float64)
-        w, b = np.zeros(x.shape[1]), float(np.log((y.mean() + 1e-6) / (1 - y.mean() + 1e-6)))
-        for _ in range(self.steps):
-            p = 1 / (1 + np.exp(-(x @ w + b)))
-            w -= self.lr * (x.T @ (p - y) / len(y) + self.l2 * w)
-            b -= self.lr * float((p - y).mean())
-        self.weights, self.bias = w.astype(np.float32), b
+        y = np.clip(np.asarray(labels, np.float64), 0.0, 1.0)
+        if y.min() == y.max():  # one class only: a constant score, as the data says
+            self.weights = np.zeros(x.shape[1], np.float32)
+            self.bias = float(np.log((y[0] + 1e-6) / (1 - y[0] + 1e-6)))
+            return self
+        model = LogisticRegression(C=1.0 / (self.l2 * len(y)), max_iter=1000)
+        model.fit(
+            np.vstack([x, x]),
+            np.concatenate([np.ones(len(y)), np.zeros(len(y))]),
+            sample_weight=np.concatenate([y, 1 - y]),
+        )
+        self.weights = model.coef_[0].astype(np.float32)
+        self.bias = float(model.intercept_[0])
         return self
 
     def score_vectors(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
@@ -168,4 +192,6 @@ def load_router(folder: str | Path) -> Any:
         raise UserError(f"{folder}: unknown router kind '{kind}'")
     if kind == "logistic":
         meta.setdefault("length", False)  # saved before the length feature existed
+        for old in ("steps", "lr"):  # gradient-descent settings of routers saved before sklearn
+            meta.pop(old, None)
     return TRAINED[kind](**meta, **arrays)

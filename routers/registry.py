@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llm_eff.core.errors import UserError
-from routers.base import Router
+from routers.base import Router, TrainableRouter
 from routers.random_router import RandomRouter
 from routers.rules import RuleRouter
 
@@ -50,3 +50,21 @@ def parse_router_model(model: str) -> tuple[str, float] | None:
     except ValueError:
         return None
     return name, threshold
+
+
+TRAINABLE = ("knn", "logistic", "slm", "dpo")
+
+
+def trainable_router(kind: str, **options: Any) -> TrainableRouter:
+    """A new, untrained router of `kind` (knn, logistic: MiniLM; slm, dpo: a small LM with
+    LoRA); UserError for another kind or a bad option."""
+    from routers.knn import TRAINED
+    from routers.slm import SMALL_LM
+
+    classes = {**TRAINED, **SMALL_LM}
+    if kind not in classes:
+        raise UserError(f"unknown router '{kind}' (trainable: {', '.join(TRAINABLE)})")
+    try:
+        return classes[kind](**options)
+    except TypeError as exc:
+        raise UserError(f"router '{kind}': bad option ({exc})") from None

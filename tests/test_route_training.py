@@ -83,8 +83,8 @@ def test_calibration_hits_share_on_held_out_prompts():
         for name, rows in (("train", train), ("calib", calib), ("held", held))
     }
     for router in (
-        LogisticRouter().fit(vectors[train], labels[train], texts["train"]),
-        KNNRouter(k=15).fit(vectors[train], labels[train]),
+        LogisticRouter().fit_vectors(vectors[train], labels[train], texts["train"]),
+        KNNRouter(k=15).fit_vectors(vectors[train], labels[train]),
     ):
         for share in (0.2, 0.5):
             calib_scores = router.score_vectors(vectors[calib], texts["calib"])

@@ -79,8 +79,8 @@ def test_trained_routers_save_load_identical(tmp_path: Path):
     assert vectors.shape == (6, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     probe = ["Prove the triangle inequality.", "What is 3 + 5?"]
     for router in (
-        KNNRouter(k=3).fit(vectors, labels),
-        LogisticRouter(steps=200).fit(vectors, labels, prompts),
+        KNNRouter(k=3).fit(prompts, labels),
+        LogisticRouter().fit(prompts, labels),
     ):
         folder = save_router(router, tmp_path / router.name)
         loaded = load_router(folder)
@@ -101,7 +101,7 @@ def test_trained_routers_save_load_identical(tmp_path: Path):
     assert logistic.length_mean == pytest.approx(np.log1p([len(p) for p in prompts]).mean())
     with pytest.raises(ValueError, match="needs the prompt texts"):
         logistic.score_vectors(vectors)
-    plain = LogisticRouter(length=False, steps=200).fit(vectors, labels)
+    plain = LogisticRouter(length=False).fit(prompts, labels)
     assert plain.weights.shape == (384,) and plain.score(probe[0]) > plain.score(probe[1])
 
 
@@ -116,7 +116,7 @@ def test_soft_gain_labels_rank_by_the_strong_models_gain():
     vectors = centres[kind] + 0.8 * rng.normal(size=(600, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     labels = (kind / 2).astype(np.float32)
-    router = LogisticRouter(length=False).fit(vectors[:400], labels[:400])
+    router = LogisticRouter(length=False).fit_vectors(vectors[:400], labels[:400])
     scores = router.score_vectors(vectors[400:])
     held = kind[400:]
     means = [float(scores[held == k].mean()) for k in (0, 1, 2)]

@@ -7,7 +7,6 @@ cost are split evenly across the choices.
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,11 +20,9 @@ LOCAL_SERVER_KEY = "sk-no-key-required"
 
 
 def _litellm() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    from llm_eff.core.prices import load_litellm
 
-    litellm.suppress_debug_info = True
-    return litellm
+    return load_litellm()
 
 
 def check_api_key(model: str, api_base: str | None = None, api_key: str | None = None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from llm_eff.core.types import Cost, Usage
 
@@ -62,10 +63,17 @@ def local_price(hardware_dollars_per_hour: float, tokens_per_s: float) -> Price:
     return Price(per_m, per_m, f"local@${hardware_dollars_per_hour:g}/h")
 
 
-def _model_info(model: str) -> dict | None:
+def load_litellm() -> Any:
+    """LiteLLM, set to read its bundled cost map offline and to keep quiet (the one place)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _model_info(model: str) -> dict | None:
+    litellm = load_litellm()
     info = litellm.model_cost.get(model)
     if info is None and "/" in model:
         info = litellm.model_cost.get(model.split("/", 1)[1])

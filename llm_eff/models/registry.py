@@ -92,12 +92,9 @@ def model_prefixes() -> tuple[str, ...]:
 
 
 def _known_providers() -> set[str]:
-    import os
+    from llm_eff.core.prices import load_litellm
 
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    return set(litellm.provider_list)
+    return set(load_litellm().provider_list)
 
 
 def parse_model(spec: str) -> ModelRef:

@@ -18,7 +18,6 @@ cap; another tokenizer's count is an estimate), and the spend row says which
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,10 +111,9 @@ def worst_case(body: dict[str, Any], raw_size: int, out_cap: int) -> Usage:
 
 
 def _counter() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    from litellm import token_counter
+    from llm_eff.core.prices import load_litellm
 
-    return token_counter
+    return load_litellm().token_counter
 
 
 def warm_counter() -> None:

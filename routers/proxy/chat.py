@@ -259,20 +259,38 @@ class Call:
     ) -> tuple[Upstream, Any, float]:
         """(candidate, result, start time) of the first call along retries and fallbacks to
         succeed; raises the last UpstreamError when none does (at once if not retryable)."""
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
         last = UpstreamError("no upstream answered")
         for candidate in chain:
-            for _ in range(candidate.config.retries + 1):
-                before = time.perf_counter()
-                try:
-                    return candidate, await call(candidate), before
-                except UpstreamError as exc:
-                    self.proxy.metrics.upstream_errors.labels(candidate.name).inc()
-                    self.failures.append(f"{candidate.name}: {exc}")
-                    last = exc
-                    if not exc.retryable:
-                        break
-            if not last.retryable:
-                break
+            settings = candidate.config
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(settings.retries + 1),
+                wait=wait_exponential_jitter(
+                    initial=settings.retry_backoff_s, max=2.0, jitter=settings.retry_backoff_s
+                ),
+                retry=retry_if_exception(lambda e: isinstance(e, UpstreamError) and e.retryable),
+                reraise=True,
+            )
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        before = time.perf_counter()
+                        try:
+                            return candidate, await call(candidate), before
+                        except UpstreamError as exc:
+                            self.proxy.metrics.upstream_errors.labels(candidate.name).inc()
+                            self.failures.append(f"{candidate.name}: {exc}")
+                            raise
+            except UpstreamError as exc:
+                last = exc
+                if not exc.retryable:
+                    break
         raise last
 
     async def _fail(self, last: UpstreamError, send: Any) -> None:

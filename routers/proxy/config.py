@@ -57,6 +57,7 @@ class UpstreamConfig(_Strict):
     api_key_env: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     retries: int = Field(0, ge=0, le=10)
+    retry_backoff_s: float = Field(0.1, ge=0, le=30)  # first wait; doubles, with jitter, to 2 s
     fallbacks: list[str] = Field(default_factory=list)
     prompt_per_m: float | None = Field(None, ge=0)
     completion_per_m: float | None = Field(None, ge=0)

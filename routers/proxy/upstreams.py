@@ -256,9 +256,9 @@ class LiteLLMUpstream(Upstream):
 
     async def complete(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         """One `litellm.acompletion` call."""
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm
+        from llm_eff.core.prices import load_litellm
 
+        litellm = load_litellm()
         start = time.perf_counter()
         args = {
             k: v

@@ -114,28 +114,19 @@ def _scorer(
     if kind == "random":
         rng = random.Random(seed)
         return lambda task: rng.random()
-    if kind in ("knn", "logistic"):
-        from routers.embedding import embed
-        from routers.knn import KNNRouter, LogisticRouter
+    from routers.registry import trainable_router
 
-        y = np.asarray(labels, np.float32)
-        texts = [_question(t) for t in train]
-        vectors = embed(texts)
-        model = (
-            KNNRouter().fit(vectors, y)
-            if kind == "knn"
-            else LogisticRouter().fit(vectors, (y > 0).astype(np.float32), texts)
-        )
-        return lambda task: float(model.score(_question(task)))
-    if kind in ("slm", "dpo"):
-        from routers.slm import SMALL_LM
-
-        binary = (np.asarray(labels) > 0).astype(np.int64)
+    texts = [_question(t) for t in train]
+    y = np.asarray(labels, np.float32)
+    if kind == "knn":
+        router = trainable_router(kind).fit(texts, y)
+    else:  # logistic, slm, dpo: does the question need more than the basic pipeline?
+        binary = (y > 0).astype(np.float32)
         if len(set(binary.tolist())) < 2:  # one class only: every question gets that target
             return lambda task: float(binary[0])
-        router = SMALL_LM[kind](seed=seed).fit([_question(t) for t in train], binary)
-        return lambda task: router.score(_question(task))
-    raise UserError(f"unknown routed kind '{kind}' (known: {', '.join(KINDS)})")
+        options = {"seed": seed} if kind in ("slm", "dpo") else {}
+        router = trainable_router(kind, **options).fit(texts, binary)
+    return lambda task: float(router.score(_question(task)))
 
 
 def route_offline(
