@@ -24,33 +24,21 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from pydantic import ValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_eff.core.types import Usage
 from routers.base import Decision, route
+from routers.proxy.admin import add_admin_routes, error_response
 from routers.proxy.billing import warm_counter
 from routers.proxy.chat import handle_chat, internal_error
 from routers.proxy.config import ProxyConfig
-from routers.proxy.store import (
-    BudgetLedger,
-    Database,
-    KeyRecord,
-    KeyStore,
-    LedgerWriter,
-    SpendLog,
-    find_key,
-)
+from routers.proxy.ledger import BudgetLedger, LedgerWriter
+from routers.proxy.metrics import Metrics
+from routers.proxy.store import Database, KeyRecord, KeyStore, SpendLog, find_key
 from routers.proxy.upstreams import Upstream, make_upstream
-from routers.proxy.validate import KeySpec, ProxyError
+from routers.proxy.validate import ProxyError
 from routers.registry import make_router, parse_router_model
 
 KEY_RELOAD_S = 5.0
@@ -75,64 +63,6 @@ class Admission:
     worst: Usage = field(default_factory=Usage)
     reservation: str | None = None
     reserved_usd: float = 0.0
-
-
-class Metrics:
-    """Prometheus metrics of one proxy instance."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "llm_eff_proxy_requests_total", "Requests", ["upstream", "status"], registry=r
-        )
-        self.latency = Histogram(
-            "llm_eff_proxy_request_seconds",
-            "End-to-end latency",
-            ["upstream"],
-            registry=r,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )
-        self.overhead = Histogram(
-            "llm_eff_proxy_overhead_seconds",
-            "Proxy's own added time",
-            registry=r,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
-        )
-        self.tokens = Counter(
-            "llm_eff_proxy_tokens_total", "Tokens", ["upstream", "kind"], registry=r
-        )
-        self.dollars = Counter(
-            "llm_eff_proxy_dollars_total", "Dollars spent", ["upstream"], registry=r
-        )
-        self.decisions = Counter(
-            "llm_eff_proxy_route_decisions_total",
-            "Route decisions",
-            ["router", "target"],
-            registry=r,
-        )
-        self.upstream_errors = Counter(
-            "llm_eff_proxy_upstream_errors_total", "Upstream failures", ["upstream"], registry=r
-        )
-        self._served: dict[str, tuple[Any, ...]] = {}
-
-    def served(self, upstream: str, usage: Usage, dollars: float, latency: float) -> None:
-        """Count one successful request (labelled children cached per upstream)."""
-        children = self._served.get(upstream)
-        if children is None:
-            children = self._served[upstream] = (
-                self.requests.labels(upstream, "200"),
-                self.latency.labels(upstream),
-                self.tokens.labels(upstream, "prompt"),
-                self.tokens.labels(upstream, "completion"),
-                self.dollars.labels(upstream),
-            )
-        requests, latency_hist, prompt, completion, spent = children
-        requests.inc()
-        latency_hist.observe(latency)
-        prompt.inc(usage.prompt_tokens)
-        completion.inc(usage.completion_tokens)
-        spent.inc(dollars)
 
 
 class Proxy:
@@ -398,10 +328,6 @@ class Proxy:
         self.db.close()
 
 
-def _error(exc: ProxyError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
-
-
 def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None) -> FastAPI:
     """The proxy as an ASGI app (run it with uvicorn)."""
     proxy = Proxy(config, upstreams)
@@ -423,17 +349,17 @@ def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = "not_found" if exc.status_code == 404 else "invalid_request"
-        return _error(ProxyError(exc.status_code, str(exc.detail), code=code))
+        return error_response(ProxyError(exc.status_code, str(exc.detail), code=code))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        return _error(ProxyError(400, "invalid request", code="invalid_value"))
+        return error_response(ProxyError(400, "invalid request", code="invalid_value"))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         request_id = uuid.uuid4().hex[:16]
         log.error("request %s: unexpected error", request_id, exc_info=exc)
-        return _error(internal_error(request_id))
+        return error_response(internal_error(request_id))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -453,72 +379,7 @@ def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None
             ],
         }
 
-    def require_admin(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        admin = config.admin_key
-        if not admin or not token or not hmac.compare_digest(token, admin):
-            raise ProxyError(401, "admin key required", "authentication_error", "invalid_admin_key")
-
-    @app.post("/admin/keys")
-    async def create_key(request: Request) -> Response:
-        try:
-            require_admin(request)
-            try:
-                spec = KeySpec.model_validate_json(await request.body() or b"{}")
-            except ValidationError as exc:
-                error = exc.errors()[0]
-                where = ".".join(str(p) for p in error["loc"]) or "body"
-                raise ProxyError(400, f"{where}: {error['msg']}", code="invalid_value") from None
-            plaintext, record = await asyncio.to_thread(
-                proxy.keys.create, spec.name, spec.budget_usd, spec.rpm, spec.tpm
-            )
-        except ProxyError as exc:
-            return _error(exc)
-        proxy.records[record.key_hash] = record
-        return JSONResponse(
-            {
-                "id": record.id,
-                "key": plaintext,
-                "name": record.name,
-                "budget_usd": record.budget_usd,
-            },
-            status_code=201,
-        )
-
-    @app.get("/admin/keys")
-    async def list_keys(request: Request) -> Response:
-        try:
-            require_admin(request)
-        except ProxyError as exc:
-            return _error(exc)
-        return JSONResponse(
-            {
-                "data": [
-                    {
-                        "id": r.id,
-                        "name": r.name,
-                        "budget_usd": r.budget_usd,
-                        "rpm": r.rpm,
-                        "tpm": r.tpm,
-                        "revoked": r.revoked is not None,
-                        "spent_usd": proxy.usage.get(r.id, KeyUsage()).spent,
-                    }
-                    for r in proxy.keys.all()
-                ]
-            }
-        )
-
-    @app.delete("/admin/keys/{key_id}")
-    async def revoke_key(key_id: str, request: Request) -> Response:
-        try:
-            require_admin(request)
-            if not proxy.keys.revoke(key_id):
-                raise ProxyError(404, f"no active key '{key_id}'", code="not_found")
-        except ProxyError as exc:
-            return _error(exc)
-        proxy.reload_keys()
-        return JSONResponse({"id": key_id, "revoked": True})
+    add_admin_routes(app, proxy)
 
     return ProxyASGI(app, proxy)
 
