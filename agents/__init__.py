@@ -5,11 +5,8 @@ so the cheapest configuration that still solves a task set can be found by a swe
                 memory (none / simple / summary), max steps, test-time scaling (vote:N, judge:N)
     graph.py    the langgraph state graph built from a configuration
     tools.py    python (sandboxed), read_file, calculator, sql (read-only SQLite), search (plugin)
-    gaia.py     GAIA-format task loader and GAIA's answer scoring
-    runner.py   run configurations over tasks into a run log (one Attempt per task and config)
-Shipped task set: `agents/data/gaia-mini` (see its README). CLI: `llm-eff agent run|sweep`.
+    system.py   the `agent:CONFIG.yaml` system kind: a configuration answers GAIA-format tasks
+                (the benchmark `gaia-mini` / `gaia:DIR` in evals/benchmarks/gaia.py) through the
+                evals runner, one Attempt per task and configuration
+    cli.py      `llm-eff agent run|sweep`
 """
-
-from pathlib import Path
-
-MINI_TASKS = Path(__file__).parent / "data" / "gaia-mini"

@@ -1,4 +1,4 @@
-"""Build the offline GAIA-format task set in agents/data/gaia-mini (deterministic).
+"""Build the offline GAIA-format task set in evals/benchmarks/data/gaia-mini (deterministic).
 
     .venv/bin/python scripts/make_gaia_mini.py
 
@@ -15,7 +15,7 @@ import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "agents" / "data" / "gaia-mini"
+OUT = Path(__file__).resolve().parents[1] / "evals" / "benchmarks" / "data" / "gaia-mini"
 
 SALES = [
     ("1001", "north", "2024-01-15", "120.50"),

@@ -182,35 +182,11 @@ def test_netllm_cli_trains_and_evaluates_into_the_run_log(tmp_path: Path) -> Non
     for f in sorted((NETLLM / "abr_traces_fcc" / "train" / "fcc-train").iterdir())[:3]:
         shutil.copy(f, train / f.name)
     video = NETLLM / "abr_video_sizes" / "video1_sizes"
-    result = cli(
-        "netllm",
-        "abr",
-        "train",
-        "--traces",
-        str(train),
-        "--video",
-        str(video),
-        "--out",
-        str(tmp_path / "abr"),
-        "--model",
-        "tiny-llama",
-        "--steps",
-        "3",
-    )
+    train_args = ["netllm", "abr", "train", "--traces", str(train), "--video", str(video)]
+    train_args += ["--out", str(tmp_path / "abr"), "--model", "tiny-llama"]
+    result = cli(*train_args, "--steps", "3")
     assert result.returncode == 0, result.stderr
-    again = cli(
-        "netllm",
-        "abr",
-        "train",
-        "--traces",
-        str(train),
-        "--video",
-        str(video),
-        "--out",
-        str(tmp_path / "abr"),
-        "--model",
-        "tiny-llama",
-    )
+    again = cli(*train_args)
     assert again.returncode == 2 and "output directory exists" in again.stderr
     run = tmp_path / "abr.jsonl"
     result = cli(
