@@ -31,7 +31,7 @@ def _run(
 ) -> None:
     from rich.table import Table
 
-    from agents.system import recommend, run_agents
+    from agents.system import agent_system, recommend, run_agents
     from evals.benchmarks.gaia import MINI_TASKS, load_gaia
     from evals.metrics.summary import summarize
     from evals.runner import pending, select_tasks
@@ -43,8 +43,6 @@ def _run(
     run = run or Path("runs") / f"agents-{Path(directory).resolve().name}.jsonl"
     log = RunLog(run)
     tasks = select_tasks(benchmark, limit)
-    from agents.system import agent_system
-
     systems = [agent_system(c) for c in configs]
     with progress_bar(console) as bar:
         job = bar.add_task("agent attempts", total=len(tasks) * len(configs))
@@ -55,9 +53,9 @@ def _run(
             - sum(len(pending(benchmark, tasks, s, done)) for s in systems),
         )
         run_agents(
-            configs,
+            benchmark,
+            systems,
             log,
-            directory,
             limit,
             hardware_price,
             progress=lambda name, n: bar.advance(job, n),

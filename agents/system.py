@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from agents.config import AgentConfig, load_config
 from agents.graph import Call, Models, Step, build_graph
 from agents.tools import make_tools
 from evals.benchmarks.base import Benchmark
-from evals.benchmarks.gaia import load_gaia, normalize_text
+from evals.benchmarks.gaia import normalize_text
 from evals.runner import Progress, RunOptions, run_systems
 from evals.systems import SystemKind, SystemSpec
 from llm_eff.backends.base import Completion, GenerationConfig, total_spent
@@ -181,20 +180,17 @@ def recommend(summaries: list[Any], keep_share: float = 0.95) -> tuple[Any, floa
 
 
 def run_agents(
-    configs: list[AgentConfig],
+    benchmark: Benchmark,
+    systems: list[SystemSpec],
     log: RunLog,
-    tasks_dir: str | Path | None = None,
     limit: int | None = None,
     hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
     progress: Progress | None = None,
-) -> tuple[Benchmark, list[SystemSpec]]:
-    """Run agent configurations over GAIA-format tasks (default gaia-mini) through the evals
-    runner, one task at a time so each attempt is logged as it finishes; returns the benchmark
-    and the systems run."""
-    benchmark = load_gaia(tasks_dir)
-    systems = [agent_system(c) for c in configs]
+) -> int:
+    """Run agent systems (`agent_system`) over a GAIA benchmark (`load_gaia`) through the evals
+    runner, one task at a time so each attempt is logged as it finishes; returns the new
+    attempts written."""
     options = RunOptions(
         limit=limit, workers=1, batch_size=1, hardware_dollars_per_hour=hardware_dollars_per_hour
     )
-    run_systems(benchmark, systems, log, options, progress)
-    return benchmark, systems
+    return run_systems(benchmark, systems, log, options, progress)

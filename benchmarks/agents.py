@@ -82,16 +82,16 @@ def main() -> None:
         configs += configs_for(args.api_model, 256)
     bench = benchmark.name
     log = RunLog(args.run)
+    systems = [agent_system(c) for c in configs]
     with Progress(console=console) as bar:
         job = bar.add_task("agent attempts", total=len(tasks) * len(configs))
-        left = sum(
-            len(pending(benchmark, tasks, agent_system(c), log.done_keys())) for c in configs
-        )
+        done = log.done_keys()
+        left = sum(len(pending(benchmark, tasks, s, done)) for s in systems)
         bar.update(job, completed=len(tasks) * len(configs) - left)
         run_agents(
-            configs, log, directory, args.limit, progress=lambda name, n: bar.advance(job, n)
+            benchmark, systems, log, args.limit, progress=lambda name, n: bar.advance(job, n)
         )
-    hashes = {agent_system(c).hash for c in configs}
+    hashes = {s.hash for s in systems}
     ids = {t.id for t in tasks}
     attempts = [
         a

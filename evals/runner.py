@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from evals.benchmarks.base import Benchmark
-from evals.systems import Solve, SystemKind, SystemSpec, backend_solver, system_kinds
+from evals.systems import Solve, SystemKind, SystemSpec, backend_solver, kind_of
 from llm_eff.backends import Backend, Completion, GenerationConfig, make_backend
 from llm_eff.backends.base import total_spent
 from llm_eff.core.errors import UserError
@@ -128,7 +128,7 @@ def solver_for(
     benchmark: Benchmark, system: SystemSpec, options: RunOptions, backends: BackendCache
 ) -> Solve:
     """How `system` answers a batch of tasks: its kind's solver, or its model's backend."""
-    kind = system_kinds()[system.kind] if system.kind else None
+    kind = kind_of(system)
 
     def load(model: str, api_base: str | None = None) -> Backend:
         key = (model, api_base)
@@ -211,12 +211,12 @@ def check_systems(benchmark: Benchmark, systems: list[SystemSpec]) -> None:
     from llm_eff.backends.litellm_backend import check_api_key
 
     for system in systems:
-        kind = system_kinds()[system.kind] if system.kind else None
+        kind = kind_of(system)
         if kind is not None and kind.fits is not None:
             kind.fits(system, benchmark)
-        for model in system.models():
-            if parse_model(model).kind == "api":
-                check_api_key(parse_model(model).name, system.api_base)
+        for ref in map(parse_model, system.models()):
+            if ref.kind == "api":
+                check_api_key(ref.name, system.api_base)
 
 
 def run_systems(
@@ -234,7 +234,7 @@ def run_systems(
     listed = {s.hash: s for s in systems}  # a step, if listed itself, keeps its given name
     for system in systems:
         for step in (listed.get(s.hash, s) for s in system.steps()):
-            kind = system_kinds()[step.kind] if step.kind else None
+            kind = kind_of(step)
             if kind is not None and kind.replay is not None:
                 written += replay(benchmark, step, kind, log, options, progress)
             else:

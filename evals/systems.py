@@ -83,12 +83,12 @@ class SystemSpec:
         """The model references this system calls (checked before any work starts)."""
         if self.is_reference:
             return []
-        kind = system_kinds()[self.kind] if self.kind else None
+        kind = kind_of(self)
         return kind.models(self) if kind and kind.models else [self.model]
 
     def steps(self) -> list[SystemSpec]:
         """What running this system runs, in order (e.g. a routed system's pipelines, then it)."""
-        kind = system_kinds()[self.kind] if self.kind else None
+        kind = kind_of(self)
         return kind.steps(self) if kind and kind.steps else [self]
 
     def config(self) -> dict[str, Any]:
@@ -156,6 +156,11 @@ def system_kinds() -> dict[str, SystemKind]:
             for kind in loaded if isinstance(loaded, list | tuple) else [loaded]:
                 _KINDS.setdefault(kind.name, kind)
     return dict(_KINDS)
+
+
+def kind_of(system: SystemSpec) -> SystemKind | None:
+    """The registered kind of `system`, None for a plain model."""
+    return system_kinds()[system.kind] if system.kind else None
 
 
 def _model_prefixes() -> tuple[str, ...]:
