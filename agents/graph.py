@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 from agents.config import AgentConfig
 from agents.tools import Tool
-from llm_eff.backends.base import Completion, GenerationConfig
+from llm_eff.backends.base import Completion, GenerationConfig, user_chat
 
 SYSTEM = (
     "You solve a task step by step with tools. Each reply is exactly one of:\n"
@@ -83,9 +83,8 @@ class Models:
             temperature=self.temperature if role == "actor" else 0.0,
             seed=self.seed,
             stop=("\nObservation:",),
-            system_prompt=system,
         )
-        completion = self.backends[role].generate([prompt], gen)[0][0]
+        completion = self.backends[role].generate([user_chat(prompt, system)], gen)[0][0]
         self.calls.append(Call(role, completion))
         return completion.text
 

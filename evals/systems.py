@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from llm_eff.backends.base import user_chat
 from llm_eff.core.errors import UserError
 from llm_eff.core.types import config_hash
 
@@ -227,13 +228,13 @@ def as_model(system: SystemSpec, model: str, **changes: Any) -> SystemSpec:
 
 def backend_solver(backend: Backend, system: SystemSpec, benchmark: Benchmark) -> Solve:
     """How a backend answers tasks: the benchmark's pipeline if the system names one, else one
-    generation per task prompt."""
+    generation per task prompt (a one-message chat)."""
     if system.pipeline:
         if benchmark.solve is None:
             raise UserError(f"{benchmark.name} has no pipelines (system '{system.name}')")
         solve = benchmark.solve
         return lambda tasks, config: solve(system.pipeline, backend, tasks, config)
-    return lambda tasks, config: backend.generate([t.prompt for t in tasks], config)
+    return lambda tasks, config: backend.generate([user_chat(t.prompt) for t in tasks], config)
 
 
 def kinds_help() -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from evals.systems import BackendFor, Solve, SystemKind, SystemSpec, backend_solver
-from llm_eff.backends.base import Backend, Completion, GenerationConfig, total_spent
+from llm_eff.backends.base import Backend, Chat, Completion, GenerationConfig, total_spent
 from llm_eff.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -54,11 +54,11 @@ class CascadeBackend:
             raise UserError("cascade: k must be >= 1 and agree in (0, 1]")
         self.name = self.name or f"cascade:{self.weak.name}>{self.strong.name}"
 
-    def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
-        """`config.n` answers per prompt; each escalated on its own when the check fails."""
-        first = self.weak.generate(prompts, config)
+    def generate(self, chats: list[Chat], config: GenerationConfig) -> list[list[Completion]]:
+        """`config.n` answers per chat; each escalated on its own when the check fails."""
+        first = self.weak.generate(chats, config)
         temperature = config.temperature or self.sample_temperature
-        checks = self.weak.generate(prompts, replace(config, n=self.k, temperature=temperature))
+        checks = self.weak.generate(chats, replace(config, n=self.k, temperature=temperature))
         out: list[list[Completion]] = []
         escalate: list[tuple[int, int]] = []
         for i, (answers, samples) in enumerate(zip(first, checks, strict=True)):
@@ -67,14 +67,14 @@ class CascadeBackend:
             for j, answer in enumerate(answers):
                 share = sum(answer_key(s.text) == answer_key(answer.text) for s in samples)
                 usage, cost = answer.usage + spent[0], answer.cost + spent[1]
-                if j:  # the check's samples are paid once per prompt
+                if j:  # the check's samples are paid once per chat
                     usage, cost = answer.usage, answer.cost
                 group.append(Completion(answer.text, usage, cost, answer.finish_reason))
                 if share / max(len(samples), 1) < self.agree:
                     escalate.append((i, j))
             out.append(group)
         if escalate:
-            strong = self.strong.generate([prompts[i] for i, _ in escalate], replace(config, n=1))
+            strong = self.strong.generate([chats[i] for i, _ in escalate], replace(config, n=1))
             for (i, j), (answer,) in zip(escalate, strong, strict=True):
                 kept = out[i][j]
                 usage = kept.usage + answer.usage

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from llm_eff.backends import GenerationConfig
-from llm_eff.backends.base import truncate_at_stop
+from llm_eff.backends.base import truncate_at_stop, user_chat
 from llm_eff.backends.litellm_backend import LiteLLMBackend, check_api_key
 from llm_eff.backends.transformers_backend import TransformersBackend
 from llm_eff.core import UserError
@@ -23,7 +23,8 @@ def test_transformers_backend_counts_tokens_and_prices(tiny_model):
     )
     prompts = ["def add(a, b):", "Write a function", "class Foo"]
     out = backend.generate(
-        prompts, GenerationConfig(max_new_tokens=6, n=2, temperature=0.9, seed=3)
+        [user_chat(p) for p in prompts],
+        GenerationConfig(max_new_tokens=6, n=2, temperature=0.9, seed=3),
     )
     assert [len(g) for g in out] == [2, 2, 2]
     for prompt, group in zip(prompts, out, strict=True):
@@ -42,8 +43,8 @@ def test_greedy_is_deterministic(tiny_model):
     model, tok = tiny_model
     backend = TransformersBackend(parse_model("tiny-llama"), model=model, tokenizer=tok)
     config = GenerationConfig(max_new_tokens=8)
-    a = backend.generate(["hello"], config)[0][0].text
-    b = backend.generate(["hello"], config)[0][0].text
+    a = backend.generate([user_chat("hello")], config)[0][0].text
+    b = backend.generate([user_chat("hello")], config)[0][0].text
     assert a == b
 
 
@@ -102,7 +103,9 @@ def test_litellm_backend_over_http(openai_server: str):
     backend = LiteLLMBackend(
         "openai/gpt-4o-mini", api_base=openai_server, api_key="sk-test", retries=0
     )
-    out = backend.generate(["q1", "q2"], GenerationConfig(max_new_tokens=30, n=2))
+    out = backend.generate(
+        [user_chat("q1"), user_chat("q2")], GenerationConfig(max_new_tokens=30, n=2)
+    )
     assert [[c.text for c in g] for g in out] == [["answer 0", "answer 1"]] * 2
     c = out[0][0]
     assert (c.usage.prompt_tokens, c.usage.completion_tokens) == (50, 20)
@@ -114,7 +117,7 @@ def test_litellm_backend_over_http(openai_server: str):
 def test_openai_compatible_server_needs_no_key(openai_server: str, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     backend = LiteLLMBackend("openai/my-local-model", api_base=openai_server, retries=0)
-    out = backend.generate(["q"], GenerationConfig(max_new_tokens=5))
+    out = backend.generate([user_chat("q")], GenerationConfig(max_new_tokens=5))
     assert out[0][0].text == "answer 0" and out[0][0].cost.source == "unpriced"
 
 
@@ -123,3 +126,24 @@ def test_missing_api_key_is_a_user_error(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(UserError, match="OPENAI_API_KEY"):
         check_api_key("openai/gpt-4o-mini")
     check_api_key("openai/gpt-4o-mini", api_base="http://127.0.0.1:1/v1")  # local server: fine
+
+
+def test_backend_answers_whole_conversations_and_refuses_bare_strings(tiny_model):
+    """A chat's every turn reaches the model (in its chat template); a string is refused."""
+    model, tok = tiny_model
+    backend = TransformersBackend(parse_model("tiny-llama"), model=model, tokenizer=tok)
+    chat = [
+        {"role": "system", "content": "You answer briefly."},
+        {"role": "user", "content": "Pick a number."},
+        {"role": "assistant", "content": "Seven."},
+        {"role": "user", "content": "And the one after it?"},
+    ]
+    config = GenerationConfig(max_new_tokens=4)
+    (whole,), (last,) = backend.generate([chat, chat[-1:]], config)
+    template = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    assert whole.usage.prompt_tokens == len(tok(template, add_special_tokens=False)["input_ids"])
+    assert whole.usage.prompt_tokens > last.usage.prompt_tokens
+    with pytest.raises(TypeError, match="user_chat"):
+        backend.generate(["a bare prompt"], config)
+    with pytest.raises(TypeError, match="role"):
+        backend.generate([[{"role": "robot", "content": "x"}]], config)

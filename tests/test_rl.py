@@ -372,8 +372,8 @@ def test_tasks_without_a_workload_are_timed_by_their_tests() -> None:
 
 def test_ppo_scores_rollouts_with_the_distribution_that_sampled_them() -> None:
     """The actor's log-probs of a rollout equal generate()'s own scores (left padding, T)."""
-    from llm_eff.backends.base import GenerationConfig
-    from llm_eff.backends.transformers_backend import encode_prompts
+    from llm_eff.backends.base import user_chat
+    from llm_eff.backends.transformers_backend import encode_chats
     from llm_eff.models.tiny import tiny_llama
     from llm_eff.peft.api import prepare
     from llm_eff.peft.config import MethodConfig
@@ -387,7 +387,7 @@ def test_ppo_scores_rollouts_with_the_distribution_that_sampled_them() -> None:
                 p.normal_(std=0.3)
     actor = ActorCritic(policy).eval()
     prompts = ["def add(a, b):", "Write a Python function that returns a sum."]
-    enc = encode_prompts(tok, prompts, GenerationConfig())
+    enc = encode_chats(tok, [user_chat(p) for p in prompts])
     assert (enc["attention_mask"] == 0).any()  # left padding is exercised
     with torch.no_grad():
         out = policy.generate(

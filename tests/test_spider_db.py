@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.benchmarks.spider.db import (
-    build_databases,
-    check_databases,
-    execution_match,
-    parse_schema,
-)
+from evals.benchmarks.spider.db import build_databases, check_databases, parse_schema
+from evals.benchmarks.spider.execution import execution_match
 from llm_eff.core.errors import UserError
 
 from .conftest import DATA

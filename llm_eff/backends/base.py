@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from llm_eff.core.types import Cost, Usage
 
@@ -19,7 +19,17 @@ class GenerationConfig:
     n: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    system_prompt: str | None = None
+
+
+class Message(TypedDict):
+    """One chat turn, OpenAI-style: role "system", "user" or "assistant", and its text."""
+
+    role: str
+    content: str
+
+
+Chat = list[Message]  # one conversation; a completion-style prompt is a one-message chat
+ROLES = ("system", "user", "assistant")
 
 
 @dataclass
@@ -35,12 +45,21 @@ class Completion:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Anything that turns user prompts into completions (local model, API, vLLM)."""
+    """Anything that turns chats into completions (local model, API, vLLM, llama.cpp)."""
 
     name: str
 
-    def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
-        """`config.n` completions for each prompt, in prompt order."""
+    def generate(self, chats: list[Chat], config: GenerationConfig) -> list[list[Completion]]:
+        """`config.n` completions (the next assistant turn) for each chat, in chat order."""
+        ...
+
+
+@runtime_checkable
+class ReportsDepth(Protocol):
+    """A model whose depth varies per sequence (Dr.LLM, Mixture-of-Recursions)."""
+
+    def depth_per_row(self) -> list[tuple[float, float]]:
+        """(layers executed per token, share of full depth) per output row of the last generate."""
         ...
 
 
@@ -58,7 +77,32 @@ def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:
     return text[:cut]
 
 
-def chat_messages(prompt: str, config: GenerationConfig) -> list[dict[str, str]]:
-    """OpenAI-style messages for one user prompt (with the optional system prompt)."""
-    messages = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
-    return [*messages, {"role": "user", "content": prompt}]
+def user_chat(prompt: str, system: str | None = None) -> Chat:
+    """The chat of one user prompt, after an optional system prompt."""
+    head: Chat = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": prompt}]
+
+
+def check_chats(chats: Any) -> list[Chat]:
+    """`chats` as given if it is a list of chats; a clear TypeError for anything else."""
+    if not isinstance(chats, list):
+        raise TypeError(f"generate() takes a list of chats, got {type(chats).__name__}")
+    for chat in chats:
+        if isinstance(chat, str):
+            raise TypeError(
+                "generate() takes chats (lists of {'role', 'content'} messages), not strings: "
+                "wrap a prompt as user_chat(prompt)"
+            )
+        if not isinstance(chat, list) or not all(
+            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
+            for m in chat
+        ):
+            raise TypeError(
+                "each chat is a list of {'role': 'system'|'user'|'assistant', 'content': str}"
+            )
+    return chats
+
+
+def chat_text(chat: Chat) -> str:
+    """A chat as plain text, for models without a chat template (turns on their own lines)."""
+    return "\n".join(m["content"] for m in chat)

@@ -13,24 +13,24 @@ import threading
 import time
 from concurrent.futures import Future
 
-from llm_eff.backends.base import Backend, Completion, GenerationConfig
+from llm_eff.backends.base import Backend, Chat, Completion, GenerationConfig
 
 
 class BatchingBackend:
-    """A `Backend` that batches concurrent calls to `backend` (up to `max_prompts` prompts)."""
+    """A `Backend` that batches concurrent calls to `backend` (up to `max_prompts` chats)."""
 
     def __init__(self, backend: Backend, max_prompts: int = 8, wait_s: float = 0.005) -> None:
         self.backend, self.max_prompts, self.wait_s = backend, max_prompts, wait_s
         self.name = getattr(backend, "name", "batched")
-        self._queue: list[tuple[list[str], GenerationConfig, Future]] = []
+        self._queue: list[tuple[list[Chat], GenerationConfig, Future]] = []
         self._ready = threading.Condition()
         self._busy = False
 
-    def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
+    def generate(self, chats: list[Chat], config: GenerationConfig) -> list[list[Completion]]:
         """Queue the call; the first idle caller drains the queue in batches for everyone."""
         future: Future = Future()
         with self._ready:
-            self._queue.append((prompts, config, future))
+            self._queue.append((chats, config, future))
             self._ready.notify_all()
         while not future.done():
             with self._ready:
@@ -63,14 +63,14 @@ class BatchingBackend:
                 if not batch:  # one call larger than max_prompts: run it alone
                     batch, rest = [self._queue[0]], self._queue[1:]
                 self._queue = rest
-            prompts = [p for item in batch for p in item[0]]
+            chats = [c for item in batch for c in item[0]]
             try:
-                results = self.backend.generate(prompts, config)
+                results = self.backend.generate(chats, config)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 for _, _, future in batch:
                     future.set_exception(exc)
                 continue
             start = 0
-            for item_prompts, _, future in batch:
-                future.set_result(results[start : start + len(item_prompts)])
-                start += len(item_prompts)
+            for item_chats, _, future in batch:
+                future.set_result(results[start : start + len(item_chats)])
+                start += len(item_chats)

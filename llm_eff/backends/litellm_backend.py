@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from llm_eff.backends.base import Completion, GenerationConfig, chat_messages
+from llm_eff.backends.base import Chat, Completion, GenerationConfig, check_chats
 from llm_eff.core.errors import BackendError, UserError
 from llm_eff.core.prices import api_price
 from llm_eff.core.types import Cost, Usage
@@ -56,11 +56,11 @@ class LiteLLMBackend:
         self.timeout_s, self.retries, self.concurrency = timeout_s, retries, concurrency
         self.price = api_price(model)
 
-    def _one(self, prompt: str, config: GenerationConfig) -> list[Completion]:
+    def _one(self, chat: Chat, config: GenerationConfig) -> list[Completion]:
         litellm = _litellm()
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": chat_messages(prompt, config),
+            "messages": chat,
             "max_tokens": config.max_new_tokens,
             "temperature": config.temperature,
             "n": config.n,
@@ -119,7 +119,7 @@ class LiteLLMBackend:
             for choice in choices
         ]
 
-    def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
-        """`config.n` completions per prompt; prompts are sent concurrently."""
+    def generate(self, chats: list[Chat], config: GenerationConfig) -> list[list[Completion]]:
+        """`config.n` completions per chat; chats are sent concurrently."""
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda p: self._one(p, config), prompts))
+            return list(pool.map(lambda c: self._one(c, config), check_chats(chats)))

@@ -9,9 +9,18 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from llm_eff.backends.base import Completion, GenerationConfig, chat_messages, truncate_at_stop
+from llm_eff.backends.base import (
+    Chat,
+    Completion,
+    GenerationConfig,
+    ReportsDepth,
+    chat_text,
+    check_chats,
+    truncate_at_stop,
+)
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
 from llm_eff.core.types import Usage
 from llm_eff.models.registry import ModelRef, model_kinds
@@ -31,6 +40,10 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
         from llm_eff.models.tiny import tiny_llama
 
         model, tok = tiny_llama()
+    elif ref.kind == "gguf":  # dequantized to dense weights at every load (slow for big files)
+        gguf = Path(ref.path)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     else:
         if ref.kind == "embedded":
             from llm_eff.models.embedded import embedded_model_dir
@@ -53,37 +66,25 @@ def _peak_memory_bytes(device: str) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
-def encode_prompts(tokenizer: Any, prompts: list[str], config: GenerationConfig) -> Any:
-    """Left-padded input tensors for user prompts, in the model's chat format if it has one."""
+def encode_chats(tokenizer: Any, chats: list[Chat]) -> Any:
+    """Left-padded input tensors for chats, in the model's chat format if it has one."""
     if tokenizer.chat_template:
-        prompts = [
-            tokenizer.apply_chat_template(
-                chat_messages(p, config), tokenize=False, add_generation_prompt=True
-            )
-            for p in prompts
+        texts = [
+            tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+            for chat in chats
         ]
+    else:
+        texts = [chat_text(chat) for chat in chats]
     tokenizer.padding_side = "left"  # decoder-only batching pads on the left
-    return tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
 
-def _depth_per_row(model: Any, prompts: int, n: int) -> list[tuple[float | None, float]]:
-    """(layers executed per token, share of full depth) per output row, for dynamic-depth models.
-
-    Dr.LLM models keep the plan of each prompt (`last_plans`); Mixture-of-Recursions models count
-    the layers each generated row ran (`mean_layers_executed`). Other models run at full depth.
-    """
-    plans = getattr(model, "last_plans", None)
-    if plans is not None:
-        return [
-            (float(sum(plans[i // n])), sum(plans[i // n]) / len(plans[i // n]))
-            for i in range(prompts * n)
-        ]
-    counter = getattr(model, "mean_layers_executed", None)
-    rows = counter() if counter is not None else []
-    if len(rows) == prompts * n:
-        depth = model.config.num_hidden_layers
-        return [(float(layers), layers / depth) for layers in rows]
-    return [(None, 1.0)] * (prompts * n)
+def _depth_per_row(model: Any, rows: int) -> list[tuple[float | None, float]]:
+    """(layers executed per token, share of full depth) per output row; full depth if unknown."""
+    measured = model.depth_per_row() if isinstance(model, ReportsDepth) else []
+    if len(measured) == rows:
+        return list(measured)
+    return [(None, 1.0)] * rows
 
 
 class TransformersBackend:
@@ -111,22 +112,20 @@ class TransformersBackend:
         self.model.to(self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
 
-    def _encode(self, prompts: list[str], config: GenerationConfig) -> Any:
-        return encode_prompts(self.tokenizer, prompts, config)
-
-    def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
-        """`config.n` completions per prompt, generated in batches of `batch_size` prompts."""
+    def generate(self, chats: list[Chat], config: GenerationConfig) -> list[list[Completion]]:
+        """`config.n` completions per chat, generated in batches of `batch_size` chats."""
+        chats = check_chats(chats)
         out: list[list[Completion]] = []
-        for start in range(0, len(prompts), self.batch_size):
-            out.extend(self._generate_batch(prompts[start : start + self.batch_size], config))
+        for start in range(0, len(chats), self.batch_size):
+            out.extend(self._generate_batch(chats[start : start + self.batch_size], config))
         return out
 
     def _generate_batch(
-        self, prompts: list[str], config: GenerationConfig
+        self, chats: list[Chat], config: GenerationConfig
     ) -> list[list[Completion]]:
         import torch
 
-        enc = self._encode(prompts, config).to(self.device)
+        enc = encode_chats(self.tokenizer, chats).to(self.device)
         sample = config.temperature > 0
         # greedy answers are all alike (and transformers refuses n > 1 without sampling):
         # decode each prompt once and copy the answer n times
@@ -151,7 +150,7 @@ class TransformersBackend:
         with torch.inference_mode():
             generated = self.model.generate(**enc, **kwargs)
         wall = time.perf_counter() - start
-        depth = _depth_per_row(self.model, len(prompts), config.n // copies)
+        depth = _depth_per_row(self.model, len(chats) * config.n // copies)
         if copies > 1:
             generated = generated.repeat_interleave(copies, dim=0)
             depth = [row for row in depth for _ in range(copies)]
@@ -167,7 +166,7 @@ class TransformersBackend:
         price = local_price(self.hardware_dollars_per_hour, total_tokens / wall if wall else 0.0)
         peak = _peak_memory_bytes(self.device)
         results: list[list[Completion]] = []
-        for i in range(len(prompts)):
+        for i in range(len(chats)):
             group = []
             for j in range(config.n):
                 row = i * config.n + j

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from llm_eff.backends.base import Completion, GenerationConfig, chat_messages
+from llm_eff.backends.base import Chat, Completion, GenerationConfig, check_chats
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
 from llm_eff.core.types import Usage
@@ -33,8 +33,8 @@ class VLLMBackend:
         self.llm = LLM(model=model_path, **engine_args)
         self.hardware_dollars_per_hour = hardware_dollars_per_hour
 
-    def generate(self, prompts: list[str], config: GenerationConfig) -> list[list[Completion]]:
-        """`config.n` completions per prompt in one vLLM batch."""
+    def generate(self, chats: list[Chat], config: GenerationConfig) -> list[list[Completion]]:
+        """`config.n` completions per chat in one vLLM batch."""
         from vllm import SamplingParams
 
         params = SamplingParams(
@@ -46,7 +46,7 @@ class VLLMBackend:
             seed=config.seed,
         )
         start = time.perf_counter()
-        outputs = self.llm.chat([chat_messages(p, config) for p in prompts], params)
+        outputs = self.llm.chat(check_chats(chats), params)
         wall = time.perf_counter() - start
         total = sum(
             len(o.prompt_token_ids) * config.n + sum(len(c.token_ids) for c in o.outputs)

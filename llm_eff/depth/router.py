@@ -70,6 +70,7 @@ class DrLLM(nn.Module):
         self.depth = len(decoder_layers(base))
         hidden = base.config.hidden_size
         self.routers = nn.ModuleList(LayerRouter(hidden, bottleneck) for _ in range(self.depth))
+        self.last_plans: list[list[int]] = []  # the plan of each output row of the last generate
 
     def _layer_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
         """(hidden, call) where call(i, h) runs layer i on h with the right mask/positions."""
@@ -136,16 +137,21 @@ class DrLLM(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
         """Like `generate()` of a causal LM (prompt + new tokens, right-padded), each sequence
-        under its routed plan; the plans are kept in `last_plans`."""
+        under its routed plan; `depth_per_row` then reports the layers each row ran."""
         pad = kwargs.get("pad_token_id") or 0
         n = int(kwargs.get("num_return_sequences", 1))
-        news, self.last_plans = generate_routed(self, input_ids, attention_mask, **kwargs)
+        news, plans = generate_routed(self, input_ids, attention_mask, **kwargs)
+        self.last_plans = [plan for plan in plans for _ in range(n)]  # one per output row
         width = max((len(x) for x in news), default=0)
         out = torch.full((len(input_ids) * n, input_ids.shape[1] + width), pad, dtype=torch.long)
         for i, new in enumerate(news):  # news: n rows per prompt, in prompt order
             out[i, : input_ids.shape[1]] = input_ids[i // n]
             out[i, input_ids.shape[1] : input_ids.shape[1] + len(new)] = new
         return out
+
+    def depth_per_row(self) -> list[tuple[float, float]]:
+        """(layer executions, share of full depth) per output row of the last `generate`."""
+        return [(float(sum(p)), sum(p) / len(p)) for p in self.last_plans]
 
     def save(self, out: str | Path) -> None:
         """Write the routers and their config (base model, depth, sizes) to `out`."""

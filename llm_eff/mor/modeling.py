@@ -188,9 +188,11 @@ class MoRForCausalLM(MoRPreTrainedModel, GenerationMixin):
         """Replace the token embedding table."""
         self.model.embed_tokens = value
 
-    def mean_layers_executed(self) -> list[float]:
-        """Mean layer applications per token, per row, of the last forward or generation."""
-        return self.last_cache.mean_layers() if self.last_cache is not None else []
+    def depth_per_row(self) -> list[tuple[float, float]]:
+        """(mean layer applications per token, share of full depth) per row of the last
+        forward or generation."""
+        rows = self.last_cache.mean_layers() if self.last_cache is not None else []
+        return [(float(layers), layers / self.config.num_hidden_layers) for layers in rows]
 
     def forward(
         self,

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from llm_eff.backends.base import ReportsDepth
+
 SKIP_DIRS = {"site-packages", "test", "tests", "idle_test"}
 
 
@@ -260,7 +262,7 @@ def generation_speed(
         if prompts.is_cuda:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
-    layers = getattr(model, "mean_layers_executed", lambda: [])()
+    layers = [r[0] for r in model.depth_per_row()] if isinstance(model, ReportsDepth) else []
     mean_layers = sum(layers) / len(layers) if layers else float(model.config.num_hidden_layers)
     return prompts.shape[0] * new_tokens / best, mean_layers
 

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from llm_eff.backends.base import GenerationConfig
-from llm_eff.backends.transformers_backend import encode_prompts
+from llm_eff.backends.base import user_chat
+from llm_eff.backends.transformers_backend import encode_chats
 from llm_eff.core.settings import from_mapping
 
 Progress = Callable[[int, int, dict[str, float]], None] | None
@@ -189,7 +189,7 @@ def generate_rollout(
 ) -> Rollout:
     """Sample `samples_per_prompt` responses for each task's prompt."""
     repeated = [t for t in tasks for _ in range(config.samples_per_prompt)]
-    enc = encode_prompts(tokenizer, [t.prompt for t in repeated], GenerationConfig())
+    enc = encode_chats(tokenizer, [user_chat(t.prompt) for t in repeated])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     kwargs: dict[str, Any] = {
         "max_new_tokens": config.max_new_tokens,

@@ -98,14 +98,15 @@ def load_spider_dev(directory: str | None, cache_dir: str | Path | None = None) 
     """Spider dev as an execution-accuracy benchmark over databases built from `tables.json`.
 
     `directory` holds `dev.json` and `tables.json` (your copy of Spider). The databases are
-    built once (`spider_db.build_databases`) under the llm-eff cache. Systems answer directly
+    built once (`spider.db.build_databases`) under the llm-eff cache. Systems answer directly
     (`--system MODEL`) or through a pipeline (`--system MODEL:pipeline=basic|intermediate|
     advanced|cascade`, see `evals.benchmarks.spider.pipelines`).
     """
     import hashlib
 
     from evals.benchmarks.base import Benchmark
-    from evals.benchmarks.spider.db import build_databases, execution_match, run_query
+    from evals.benchmarks.spider.db import build_databases
+    from evals.benchmarks.spider.execution import execution_match, run_query
     from evals.benchmarks.spider.pipelines import solve
     from llm_eff.core.match import extract_sql
     from llm_eff.core.types import Task

@@ -14,10 +14,9 @@ generated rows:
   rows in the parent table (so joins connect them);
 - foreign-key columns otherwise take values of the referenced column, so joins match.
 
-`execution_match` compares result sets: as multisets, or as lists when the gold query orders
-its result. `check_databases` reports the builder's quality: gold queries that run, that return
-a non-trivial result, and how often simple wrong variants (WHERE dropped, another column,
-another aggregate) are told apart from the gold query.
+Execution accuracy itself is in `execution.py`. `check_databases` reports the builder's
+quality: gold queries that run, that return a non-trivial result, and how often simple wrong
+variants (WHERE dropped, another column, another aggregate) are told apart from the gold query.
 """
 
 from __future__ import annotations
@@ -25,11 +24,12 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.benchmarks.spider.execution import is_ordered, run_query, same_result
 from llm_eff.core.errors import UserError
 
 SQL_TYPES = {"number": "NUMERIC", "text": "TEXT", "time": "TEXT", "boolean": "INTEGER"}
@@ -317,49 +317,6 @@ def build_databases(
     return paths
 
 
-def run_query(path: Path, sql: str, max_steps: int = 2_000_000) -> list[tuple]:
-    """Rows of `sql` on the database (read-only); raises sqlite3.Error on failure or overrun."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    steps = [0]
-
-    def guard() -> int:
-        steps[0] += 1
-        return 1 if steps[0] > max_steps // 1000 else 0
-
-    db.set_progress_handler(guard, 1000)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
-def _ordered(sql: str) -> bool:
-    import sqlglot
-
-    try:
-        tree = sqlglot.parse_one(sql, read="sqlite")
-    except sqlglot.errors.ParseError:
-        return "order by" in sql.lower()
-    return tree.args.get("order") is not None  # the outermost query orders its result
-
-
-def same_result(pred: list[tuple], gold: list[tuple], ordered: bool) -> bool:
-    """Result sets equal: as lists when ordered, else as multisets."""
-    if ordered:
-        return pred == gold
-    return Counter(pred) == Counter(gold)
-
-
-def execution_match(prediction: str, gold: str, path: Path) -> bool:
-    """Execution accuracy for one query: False when the prediction fails to run."""
-    try:
-        gold_rows = run_query(path, gold)
-        pred_rows = run_query(path, prediction)
-    except sqlite3.Error:
-        return False
-    return same_result(pred_rows, gold_rows, _ordered(gold))
-
-
 def nontrivial(rows: list[tuple]) -> bool:
     """A result that says something: a row with a value other than NULL and 0."""
     return any(v not in (None, 0) for row in rows for v in row)
@@ -432,7 +389,7 @@ def check_databases(
             continue
         report.ran += 1
         report.nontrivial += nontrivial(gold)
-        ordered = _ordered(q["query"])
+        ordered = is_ordered(q["query"])
         for variant in wrong_variants(q["query"], schemas[q["db_id"]]):
             try:
                 rows = run_query(path, variant)

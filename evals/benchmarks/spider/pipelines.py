@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from evals.systems import SystemKind, SystemSpec, as_model
-from llm_eff.backends.base import Backend, Completion, GenerationConfig
+from llm_eff.backends.base import Backend, Completion, GenerationConfig, user_chat
 from llm_eff.core.errors import UserError
 from llm_eff.core.types import Cost, Task, Usage
 from llm_eff.models.embedded import NAME as EMBEDDED
@@ -48,7 +48,7 @@ class Caller:
         """`n` replies to `prompt` (greedy unless `temperature`)."""
         chosen = self.config.temperature if temperature is None else temperature
         config = replace(self.config, n=n, stop=(), temperature=chosen)
-        replies = self.backend.generate([prompt], config)[0]
+        replies = self.backend.generate([user_chat(prompt)], config)[0]
         for r in replies:
             self.usage, self.cost = self.usage + r.usage, self.cost + r.cost
         self.calls += 1
@@ -57,7 +57,7 @@ class Caller:
 
 def run_sql(db_path: str | Path, sql: str) -> tuple[list[tuple] | None, str]:
     """(rows, "") or (None, error message) for `sql` on the database, read-only."""
-    from evals.benchmarks.spider.db import run_query
+    from evals.benchmarks.spider.execution import run_query
 
     if not sql.strip():
         return None, "empty query"
