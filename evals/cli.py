@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from llm_eff.backends import ENGINES
 from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
@@ -74,8 +75,12 @@ def eval_command(
         float | None, typer.Option(help="Seconds allowed per program's tests.", min=1)
     ] = None,
     engine: Annotated[
-        str, typer.Option(help="Local engine: transformers or vllm (GPU, extra).")
-    ] = "transformers",
+        str,
+        typer.Option(
+            help="Local engine: auto (llama.cpp for GGUF models when installed, else "
+            "transformers), transformers, llamacpp (extra) or vllm (GPU, extra)."
+        ),
+    ] = "auto",
 ) -> None:
     """Run systems over a benchmark; every attempt lands in the run log as it finishes."""
 
@@ -85,8 +90,8 @@ def eval_command(
     from llm_eff.core.runlog import RunLog
 
     console = make_console()
-    if engine not in ("transformers", "vllm"):
-        raise UserError(f"unknown engine '{engine}' (transformers or vllm)")
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine '{engine}' (one of {', '.join(ENGINES)})")
     if not system:
         console.print("no --system given: evaluating the embedded model, smollm2-135m")
     systems = list({s.hash: s for s in map(parse_system, system or ["smollm2-135m"])}.values())

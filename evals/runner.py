@@ -35,7 +35,7 @@ class RunOptions:
     workers: int = 2
     batch_size: int = 8
     hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR
-    engine: str = "transformers"
+    engine: str = "auto"
 
 
 Progress = Callable[[str, int], None]

@@ -1,11 +1,39 @@
-"""Backends behind one protocol: local transformers, LiteLLM (any API), vLLM (optional)."""
+"""Backends behind one protocol: transformers, llama.cpp (GGUF, CPU), LiteLLM (any API), vLLM."""
 
 from __future__ import annotations
 
-from llm_eff.backends.base import Backend, Completion, GenerationConfig
+from pathlib import Path
+
+from llm_eff.backends.base import Backend, Chat, Completion, GenerationConfig, user_chat
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.models.registry import ModelRef, model_kinds
+
+ENGINES = ("auto", "transformers", "llamacpp", "vllm")
+
+
+def gguf_file(ref: ModelRef) -> Path | None:
+    """The GGUF file a model reference runs from, if it is one (embedded, ladder, gguf:FILE)."""
+    if ref.kind == "gguf":
+        return Path(ref.path)
+    if ref.kind == "embedded":
+        from llm_eff.models.embedded import gguf_path
+
+        return gguf_path()
+    return None
+
+
+def choose_engine(ref: ModelRef, engine: str = "auto") -> str:
+    """The engine a local model runs on: `auto` picks llama.cpp for GGUF models when it is
+    installed (faster on CPU at every batch size measured, see benchmarks/engine_speed.py) and
+    transformers otherwise."""
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine '{engine}' (one of {', '.join(ENGINES)})")
+    if engine != "auto":
+        return engine
+    from llm_eff.backends.llamacpp_backend import available
+
+    return "llamacpp" if gguf_file(ref) is not None and available() else "transformers"
 
 
 def make_backend(
@@ -13,13 +41,24 @@ def make_backend(
     batch_size: int = 8,
     hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
     api_base: str | None = None,
-    engine: str = "transformers",
+    engine: str = "auto",
 ) -> Backend:
-    """The backend for a model reference: LiteLLM for API ids, else transformers or vLLM."""
+    """The backend for a model reference: LiteLLM for API ids, else the local `engine`."""
     if ref.kind == "api":
         from llm_eff.backends.litellm_backend import LiteLLMBackend
 
         return LiteLLMBackend(ref.name, api_base=api_base)
+    engine = choose_engine(ref, engine)
+    if engine == "llamacpp":
+        from llm_eff.backends.llamacpp_backend import LlamaCppBackend
+
+        gguf = gguf_file(ref)
+        if gguf is None:
+            raise UserError(
+                f"{ref.name} is not a GGUF model: the llamacpp engine runs smollm2-135m, the "
+                "ladder models and gguf:FILE; use --engine transformers"
+            )
+        return LlamaCppBackend(gguf, ref.name, batch_size, hardware_dollars_per_hour)
     if engine == "vllm":
         from llm_eff.backends.vllm_backend import VLLMBackend
 
@@ -37,4 +76,13 @@ def make_backend(
     return TransformersBackend(ref, batch_size, hardware_dollars_per_hour)
 
 
-__all__ = ["Backend", "Completion", "GenerationConfig", "make_backend"]
+__all__ = [
+    "ENGINES",
+    "Backend",
+    "Chat",
+    "Completion",
+    "GenerationConfig",
+    "choose_engine",
+    "make_backend",
+    "user_chat",
+]

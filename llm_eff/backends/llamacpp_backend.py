@@ -1,0 +1,172 @@
+"""llama.cpp: the fast CPU engine for GGUF models (optional extra: `pip install llm-eff[llamacpp]`).
+
+It runs on `xllamacpp`, a prebuilt wheel (MIT) that embeds llama.cpp's server in-process, with
+no build step. Chats are answered by the server's chat-completions handler, so each GGUF's own
+chat template applies; `batch_size` parallel slots decode concurrently (continuous batching),
+fed from a thread pool. n samples are n requests with seeds `seed + j` (greedy decodes once and
+copies the answer n times, as `TransformersBackend` does). Token counts and timings come from
+the server's own reply. The server also listens on a loopback port; it is given a random API
+key, so other local processes cannot use it. Cost is hardware time, as for every local model:
+$/hour over the tokens/s measured for the batch.
+"""
+
+from __future__ import annotations
+
+import resource
+import secrets
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from llm_eff.backends.base import Chat, Completion, GenerationConfig, check_chats
+from llm_eff.core.errors import UserError
+from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
+from llm_eff.core.types import Usage
+
+INSTALL_HINT = "pip install 'llm-eff[llamacpp]'  (the xllamacpp wheel)"
+DEFAULT_CONTEXT = 4096  # tokens of prompt + answer per parallel slot
+
+
+def available() -> bool:
+    """Whether the llama.cpp engine (xllamacpp) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("xllamacpp") is not None
+
+
+def gguf_parameters(path: str | Path) -> int:
+    """The number of weights in a GGUF file (from its tensor table; nothing is loaded)."""
+    from gguf import GGUFReader
+
+    return int(sum(int(t.n_elements) for t in GGUFReader(str(path)).tensors))
+
+
+def _peak_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+class LlamaCppBackend:
+    """A GGUF model served in-process by llama.cpp behind the `Backend` protocol."""
+
+    def __init__(
+        self,
+        gguf: str | Path,
+        name: str | None = None,
+        batch_size: int = 8,
+        hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
+        context: int = DEFAULT_CONTEXT,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import xllamacpp
+        except ImportError:
+            raise UserError(f"the llama.cpp engine is not installed: {INSTALL_HINT}") from None
+        import os
+
+        path = Path(gguf)
+        if not path.is_file():
+            raise UserError(f"no GGUF file at {path}")
+        self.name = name or path.stem
+        self.batch_size = max(1, batch_size)
+        self.hardware_dollars_per_hour = hardware_dollars_per_hour
+        self.context = context
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_parallel = self.batch_size
+        params.n_ctx = context * self.batch_size
+        cores = threads or len(os.sched_getaffinity(0))
+        params.cpuparams.n_threads = cores
+        params.cpuparams_batch.n_threads = cores
+        params.api_keys = [secrets.token_hex(16)]  # the loopback port it opens is not public
+        params.ui = False
+        params.verbosity = -1
+        try:
+            self.server = xllamacpp.Server(params)
+        except Exception as exc:  # noqa: BLE001 - llama.cpp reports a bad file this way
+            raise UserError(f"llama.cpp could not load {path}: {exc}") from None
+        self.n_params = gguf_parameters(path)
+
+    def _request(self, chat: Chat, config: GenerationConfig, seed: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "messages": chat,
+            "max_tokens": config.max_new_tokens,
+            "temperature": config.temperature,
+            "top_p": config.top_p,
+            "top_k": 0,  # plain temperature / top-p sampling, as the other backends do
+            "min_p": 0.0,
+        }
+        if config.stop:
+            body["stop"] = list(config.stop)
+        if seed is not None:
+            body["seed"] = seed
+        start = time.perf_counter()
+        try:
+            reply = self.server.handle_chat_completions(body)
+        except Exception as exc:  # noqa: BLE001 - the server rejects a request by raising
+            reply = {"error": {"message": str(exc)}}
+        reply["_wall"] = time.perf_counter() - start
+        return reply
+
+    def generate(self, chats: list[Chat], config: GenerationConfig) -> list[list[Completion]]:
+        """`config.n` completions per chat, decoded `batch_size` at a time in parallel slots."""
+        chats = check_chats(chats)
+        sample = config.temperature > 0
+        draws = config.n if sample else 1
+        jobs = [(i, j) for i in range(len(chats)) for j in range(draws)]
+
+        def seed(j: int) -> int | None:
+            if not sample:
+                return None
+            base = config.seed if config.seed is not None else secrets.randbelow(2**31)
+            return base + j
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=self.batch_size) as pool:
+            replies = list(
+                pool.map(lambda job: self._request(chats[job[0]], config, seed(job[1])), jobs)
+            )
+        wall = time.perf_counter() - start
+        processed = sum(_tokens(r) for r in replies)
+        price = local_price(self.hardware_dollars_per_hour, processed / wall if wall else 0.0)
+        peak = _peak_rss_bytes()
+        out: list[list[Completion]] = [[] for _ in chats]
+        for (i, _), reply in zip(jobs, replies, strict=True):
+            completion = self._completion(reply, peak, price)
+            out[i].extend([completion] * (config.n if not sample else 1))
+        return out
+
+    def _completion(self, reply: dict[str, Any], peak: int, price: Any) -> Completion:
+        error = reply.get("error")
+        if error or not reply.get("choices"):
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            return Completion(
+                "",
+                Usage(model=self.name),
+                finish_reason="error",
+                details={"failure": f"llama.cpp: {message}"},
+            )
+        choice = reply["choices"][0]
+        used = reply.get("usage") or {}
+        prompt, completion = (
+            int(used.get("prompt_tokens", 0)),
+            int(used.get("completion_tokens", 0)),
+        )
+        usage = Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=int((used.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
+            latency_s=float(reply["_wall"]),
+            model=self.name,
+            flops_estimate=2.0 * self.n_params * (prompt + completion),
+            peak_memory_bytes=peak,
+        )
+        text = (choice.get("message") or {}).get("content") or ""
+        return Completion(text, usage, price.cost(usage), choice.get("finish_reason") or "stop")
+
+
+def _tokens(reply: dict[str, Any]) -> int:
+    used = reply.get("usage") or {}
+    return int(used.get("prompt_tokens", 0)) + int(used.get("completion_tokens", 0))
