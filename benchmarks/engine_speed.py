@@ -5,8 +5,9 @@ transformers (fp32 and bf16) and llama.cpp, at batch 1 and batch 8, side by side
         [--prompt-tokens 256] [--new-tokens 64] [--batches 1,8]
 
 Each (model, engine) runs in its own subprocess, so its peak resident memory is its own. A
-batch is B distinct prompts of about `--prompt-tokens` tokens (distinct, so no engine reuses a
-cached prefix). Prefill tokens/s = B x prompt tokens / time to the first new token (a 1-token
+batch is B distinct prompts of about `--prompt-tokens` tokens (distinct, and llama.cpp's
+prompt cache is off, so no engine reuses a cached prefix); an untimed warm-up generation runs
+first. Prefill tokens/s = B x prompt tokens / time to the first new token (a 1-token
 generation); decode tokens/s = B x (new tokens - 1) / the rest of a generation forced to
 `--new-tokens` tokens (EOS ignored), summed over the batch. transformers dequantizes a GGUF to
 dense weights when it loads it (load time reported). Models that are not installed are
@@ -37,7 +38,12 @@ TEXT = (
 )
 
 
-def _prompts(batch: int, tokens: int, round_: int) -> list[str]:
+def _rounds(n: int) -> tuple[tuple[int, str], ...]:
+    """(new tokens, label) of each timed generation: a warm-up (not counted), 1 token, n."""
+    return ((4, "warm-up"), (1, "first"), (n, "whole"))
+
+
+def _prompts(batch: int, tokens: int, round_: str) -> list[str]:
     """`batch` distinct prompts of about `tokens` tokens (about 4 characters a token)."""
     body = (TEXT * (tokens * 4 // len(TEXT) + 1))[: tokens * 4]
     return [f"# case {round_}-{i}\n{body}\nExplain this code." for i in range(batch)]
@@ -61,15 +67,15 @@ def _transformers(model: str, dtype: str, batches: list[int], p: int, n: int) ->
     out = {"load_s": load_s}
     for b in batches:
         timings = []
-        for new, round_ in ((1, 0), (n, 1)):
-            enc = encode_chats(tok, [user_chat(x) for x in _prompts(b, p, round_ + 2 * b)])
+        for new, round_ in _rounds(n):
+            enc = encode_chats(tok, [user_chat(x) for x in _prompts(b, p, f"{b}-{round_}")])
             kwargs = {"max_new_tokens": new, "min_new_tokens": new, "do_sample": False}
             kwargs.update(pad_token_id=tok.pad_token_id, temperature=None, top_p=None, top_k=None)
             t = time.perf_counter()
             with torch.inference_mode():
                 lm.generate(**enc, **kwargs)
             timings.append((time.perf_counter() - t, int(enc["attention_mask"].sum())))
-        (first, prompt_tokens), (whole, _) = timings
+        _, (first, prompt_tokens), (whole, _) = timings
         out[b] = {
             "prefill": prompt_tokens / first,
             "decode": b * (n - 1) / max(whole - first, 1e-9),
@@ -90,17 +96,16 @@ def _llamacpp_batch(model: str, b: int, p: int, n: int) -> tuple[float, dict]:
     server = LlamaCppBackend(gguf_file(parse_model(model)), model, batch_size=b).server
     load_s = time.perf_counter() - start
     timings = []
-    for new, round_ in ((1, 0), (n, 1)):
-        chats = [user_chat(x) for x in _prompts(b, p, round_ + 2 * b)]
-        bodies = [
-            {"messages": c, "max_tokens": new, "temperature": 0, "ignore_eos": True} for c in chats
-        ]
+    for new, round_ in _rounds(n):
+        chats = [user_chat(x) for x in _prompts(b, p, f"{b}-{round_}")]
+        base = {"max_tokens": new, "temperature": 0, "ignore_eos": True, "cache_prompt": False}
+        bodies = [{**base, "messages": c} for c in chats]
         t = time.perf_counter()
         with ThreadPoolExecutor(max_workers=b) as pool:
             replies = list(pool.map(server.handle_chat_completions, bodies))
         prompt_tokens = sum(r["usage"]["prompt_tokens"] for r in replies)
         timings.append((time.perf_counter() - t, prompt_tokens))
-    (first, prompt_tokens), (whole, _) = timings
+    _, (first, prompt_tokens), (whole, _) = timings
     return load_s, {"prefill": prompt_tokens / first, "decode": b * (n - 1) / (whole - first)}
 
 

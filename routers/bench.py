@@ -55,6 +55,7 @@ class RouterResult:
     decision_ms: float | None
     cost_of_pass_at_cpt50: float = float("inf")
     apgr_runs: tuple[float, ...] = ()
+    cost_of_pass_at_strong_accuracy: float | None = None
 
     @property
     def apgr_std(self) -> float:
@@ -71,6 +72,7 @@ class _Run(NamedTuple):
     aiq: float
     cost_at_strong_accuracy: float | None
     cost_of_pass_at_cpt50: float
+    cost_of_pass_at_strong_accuracy: float | None
 
 
 def split_groups(
@@ -210,9 +212,12 @@ def run_bench(
     seeds: int = 1,
     split: str = "groups",
     label: str = "gain",
+    target_share: float = 1.0,
 ) -> tuple[list[RouterResult], dict[str, float]]:
     """Results per router on the held-out part of `seeds` splits (seed, seed + 1, ...), and
     facts about the first split. Learned routers fit `label` labels (`routers.training`).
+    Queries cost what `outcomes.costs` measured, else an estimate from the prices; the "at
+    strong accuracy" numbers are for the cheapest point reaching `target_share` of it.
     With `small_lm` > 0, the SmolLM2 classifier and DPO routers are trained too, on that many
     training prompts (a class-balanced sample: they are far slower to train than the embedding
     routers)."""
@@ -242,12 +247,14 @@ def run_bench(
             small_lm,
         )
         s_ok, w_ok = test.correct[strong], test.correct[weak]
-        s_cost = query_costs(test.prompts, strong_price)
-        w_cost = query_costs(test.prompts, weak_price)
+        s_cost = test.costs.get(strong) or query_costs(test.prompts, strong_price)
+        w_cost = test.costs.get(weak) or query_costs(test.prompts, weak_price)
         strong_acc = test.accuracy(strong)
+        target = strong_acc * target_share
         for name, (scores, scorer) in scorers.items():
             points = curve(scores, s_ok, w_ok, s_cost, w_cost)
-            reaching = [p.cost for p in points if p.accuracy >= strong_acc - 1e-12]
+            reaching = [p for p in points if p.accuracy >= target - 1e-12]
+            cheapest = min(reaching, key=lambda p: p.cost) if reaching else None
             half = cpt(points, 0.5)
             at_half = next(p for p in points if p.strong_share >= half - 1e-12)
             runs.setdefault(name, []).append(
@@ -256,8 +263,9 @@ def run_bench(
                     half,
                     cpt(points, 0.8),
                     aiq(points),
-                    min(reaching) if reaching else None,
+                    cheapest.cost if cheapest else None,
                     cost_of_pass([at_half.cost], [at_half.accuracy]),
+                    cost_of_pass([cheapest.cost], [cheapest.accuracy]) if cheapest else None,
                 )
             )
             if run == 0:
@@ -279,6 +287,8 @@ def run_bench(
 def _summary(name: str, runs: list[_Run], decision_ms: float | None) -> RouterResult:
     """Means over the seeds' results (the cost at strong accuracy over the seeds reaching it)."""
     reached = [r.cost_at_strong_accuracy for r in runs if r.cost_at_strong_accuracy is not None]
+    passes = [r.cost_of_pass_at_strong_accuracy for r in runs]
+    known = [c for c in passes if c is not None]
     return RouterResult(
         name,
         float(np.mean([r.apgr for r in runs])),
@@ -289,4 +299,5 @@ def _summary(name: str, runs: list[_Run], decision_ms: float | None) -> RouterRe
         decision_ms,
         float(np.mean([r.cost_of_pass_at_cpt50 for r in runs])),
         tuple(r.apgr for r in runs),
+        float(np.mean(known)) if known and len(known) == len(passes) else None,
     )

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_eff.core.errors import UserError
+from llm_eff.core.types import Attempt
 
 TRUE = {"true", "1", "yes"}
 FALSE = {"false", "0", "no"}
@@ -22,11 +25,13 @@ FALSE = {"false", "0", "no"}
 
 @dataclass
 class Outcomes:
-    """Prompts, their group (subject), and a correctness vector per model."""
+    """Prompts, their group (subject), a correctness vector per model and, where measured (run
+    logs), the dollars each model spent on each prompt."""
 
     prompts: list[str]
     groups: list[str]
     correct: dict[str, list[bool]]
+    costs: dict[str, list[float]] = field(default_factory=dict)
 
     def subset(self, keep: list[int]) -> Outcomes:
         """The rows at indices `keep`."""
@@ -34,6 +39,7 @@ class Outcomes:
             [self.prompts[i] for i in keep],
             [self.groups[i] for i in keep],
             {m: [v[i] for i in keep] for m, v in self.correct.items()},
+            {m: [v[i] for i in keep] for m, v in self.costs.items()},
         )
 
     def accuracy(self, model: str) -> float:
@@ -90,3 +96,27 @@ def load_outcomes(path: str | Path, exclude: str | Path | None = None) -> Outcom
     if not prompts:
         raise UserError(f"{path}: no prompts")
     return Outcomes(prompts, groups, correct)
+
+
+def outcomes_from_attempts(
+    attempts: Sequence[Attempt], prompts: dict[tuple[str, str], str], models: Sequence[str]
+) -> Outcomes:
+    """Outcomes of `models` (system names) from run-log attempts, on the tasks every one of them
+    answered: passed if its first sample passed, cost its dollars; `prompts` maps (benchmark,
+    task id) to the task's prompt, and the benchmark is the group."""
+    first: dict[tuple[str, str], dict[str, Attempt]] = defaultdict(dict)
+    for a in attempts:
+        if a.system in models and a.sample == 0:
+            first[(a.benchmark, a.task_id)][a.system] = a
+    missing = [m for m in models if not any(m in by for by in first.values())]
+    if missing:
+        raise UserError(f"no attempts of {', '.join(missing)} in the run logs")
+    keys = sorted(k for k, by in first.items() if len(by) == len(models) and k in prompts)
+    if not keys:
+        raise UserError("no task was answered by every one of the models")
+    return Outcomes(
+        [prompts[k] for k in keys],
+        [k[0] for k in keys],
+        {m: [first[k][m].passed for k in keys] for m in models},
+        {m: [first[k][m].cost.dollars for k in keys] for m in models},
+    )

@@ -166,3 +166,44 @@ def test_route_bench_command_on_real_outcomes(tmp_path: Path):
     free = Price(0.0, 0.0, "test")
     with pytest.raises(UserError, match="no column 'nope'"):  # the same check, in-process
         run_bench(load_outcomes(folder), "nope", "gpt-4-1106-preview", free, free)
+
+
+def test_outcomes_from_run_log_attempts_carry_measured_costs():
+    """Run-log attempts become outcomes (first sample, tasks both models answered) whose
+    measured dollars price the routing curve: the oracle then reaches the strong pass rate for
+    exactly what the strong model spent on the tasks only it solved plus the weak model's
+    spend on the rest."""
+    from llm_eff.core.prices import Price
+    from llm_eff.core.types import Attempt, Cost
+    from routers.bench import run_bench
+    from routers.outcomes import outcomes_from_attempts
+
+    rows = []
+    prompts = {}
+    for i in range(40):
+        task = f"t{i}"
+        prompts[("bench", task)] = f"task {i} " + "long " * (i % 7)
+        strong_ok, weak_ok = i % 4 != 3, i % 2 == 0
+        rows.append(
+            Attempt(task, "strong", "s", passed=strong_ok, cost=Cost(0.01), benchmark="bench")
+        )
+        rows.append(Attempt(task, "weak", "w", passed=weak_ok, cost=Cost(0.001), benchmark="bench"))
+        rows.append(
+            Attempt(task, "weak", "w", sample=1, passed=True, cost=Cost(9.0), benchmark="bench")
+        )
+    rows.append(Attempt("only-strong", "strong", "s", passed=True, benchmark="bench"))
+    outcomes = outcomes_from_attempts(rows, prompts, ["strong", "weak"])
+    assert len(outcomes.prompts) == 40 and set(outcomes.groups) == {"bench"}
+    assert outcomes.costs["weak"] == [0.001] * 40  # sample 1 (9 dollars) is not the answer
+    unused = Price(0.0, 0.0, "measured")
+    results, facts = run_bench(
+        outcomes, "strong", "weak", unused, unused, split="questions", k=5, seeds=3
+    )
+    assert facts["strong_cost_per_query"] == pytest.approx(0.01)
+    oracle = next(r for r in results if r.name == "oracle")
+    # the oracle sends only the tasks where the strong model alone is right (i % 4 == 1) to it
+    assert oracle.cost_at_strong_accuracy is not None
+    assert oracle.cost_at_strong_accuracy < 0.006  # about 1/4 x 0.01 + 3/4 x 0.001
+    assert oracle.cost_of_pass_at_strong_accuracy is not None
+    with pytest.raises(UserError, match="no attempts of nobody"):
+        outcomes_from_attempts(rows, prompts, ["strong", "nobody"])

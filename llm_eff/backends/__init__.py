@@ -25,8 +25,8 @@ def gguf_file(ref: ModelRef) -> Path | None:
 
 def choose_engine(ref: ModelRef, engine: str = "auto") -> str:
     """The engine a local model runs on: `auto` picks llama.cpp for GGUF models when it is
-    installed (faster on CPU at every batch size measured, see benchmarks/engine_speed.py) and
-    transformers otherwise."""
+    installed (its decode was the faster at batch 1 and 8 for every ladder model in
+    benchmarks/engine_speed.py) and transformers otherwise."""
     if engine not in ENGINES:
         raise UserError(f"unknown engine '{engine}' (one of {', '.join(ENGINES)})")
     if engine != "auto":
