@@ -64,20 +64,22 @@ def main() -> None:
     args = parser.parse_args()
     from evals.benchmarks import load_benchmark
     from evals.metrics.cost_of_pass import cost_of_pass
+    from evals.systems import parse_system
     from llm_eff.core.runlog import RunLog
     from routers.outcomes import outcomes_from_attempts
 
     benches = args.benches.split(",")
-    names = [*MODELS, *filter(None, args.cascades.split(","))]
+    specs = [*MODELS, *filter(None, args.cascades.split(","))]
     if not args.skip_eval:
-        _evaluate(benches, names, args.runs, args.limit)
+        _evaluate(benches, specs, args.runs, args.limit)
+    names = [parse_system(spec).name for spec in specs]  # as the run logs name them
     attempts, prompts = [], {}
     for bench in benches:
         benchmark = load_benchmark(bench)
         prompts.update({(benchmark.name, t.id): t.prompt for t in benchmark.tasks})
         attempts += RunLog(args.runs / f"{bench}.jsonl").read()
     outcomes = outcomes_from_attempts(attempts, prompts, names)
-    label = {name: name for name in names}
+    label = dict(zip(names, specs, strict=True))
     print(
         f"\nmachine: {platform.node()}, {len(os.sched_getaffinity(0))} cores, no GPU; "
         f"{len(outcomes.prompts)} tasks ({', '.join(benches)}), greedy, 512 tokens, "

@@ -213,18 +213,30 @@ def run_bench(
     split: str = "groups",
     label: str = "gain",
     target_share: float = 1.0,
+    test_outcomes: Outcomes | None = None,
 ) -> tuple[list[RouterResult], dict[str, float]]:
     """Results per router on the held-out part of `seeds` splits (seed, seed + 1, ...), and
     facts about the first split. Learned routers fit `label` labels (`routers.training`).
     Queries cost what `outcomes.costs` measured, else an estimate from the prices; the "at
-    strong accuracy" numbers are for the cheapest point reaching `target_share` of it.
+    strong accuracy" numbers are for the cheapest point reaching `target_share` of it. With
+    `test_outcomes`, routers train on all of `outcomes` and are scored on all of those
+    (out-of-domain evaluation; `split` is then unused and seeds vary only the random parts).
     With `small_lm` > 0, the SmolLM2 classifier and DPO routers are trained too, on that many
     training prompts (a class-balanced sample: they are far slower to train than the embedding
     routers)."""
     for model in (strong, weak):
         if model not in outcomes.correct:
             raise UserError(f"no column '{model}' (have: {', '.join(outcomes.correct)})")
-    if split not in SPLITS:
+    splitter = SPLITS.get(split)
+    if test_outcomes is not None:
+        trained = len(outcomes.prompts)
+        outcomes = outcomes.then(test_outcomes, [strong, weak])
+        rows = list(range(len(outcomes.prompts)))
+
+        def splitter(_: Outcomes, seed: int = 0) -> tuple[list[int], list[int]]:
+            return rows[:trained], rows[trained:]
+
+    if splitter is None:
         raise UserError(f"unknown split '{split}' (use {' or '.join(SPLITS)})")
     if seeds < 1:
         raise UserError("seeds must be at least 1")
@@ -233,7 +245,7 @@ def run_bench(
     latency: dict[str, float | None] = {}
     facts: dict[str, float] = {}
     for run in range(seeds):
-        train_idx, test_idx = SPLITS[split](outcomes, seed=seed + run)
+        train_idx, test_idx = splitter(outcomes, seed=seed + run)
         train, test = outcomes.subset(train_idx), outcomes.subset(test_idx)
         scorers = _scorers(
             train,

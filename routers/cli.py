@@ -28,6 +28,13 @@ def route_bench(
             "prompt + one True/False column per model), e.g. the routellm/mmlu folder."
         ),
     ],
+    test_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score on this outcome file or folder instead of a held-out part of --data "
+            "(out-of-domain: train on all of --data; the same strong and weak columns)."
+        ),
+    ] = None,
     strong: Annotated[str, typer.Option(help="Column of the strong model.")] = "gpt-4-1106-preview",
     weak: Annotated[
         str, typer.Option(help="Column of the weak model.")
@@ -79,7 +86,8 @@ def route_bench(
         ),
     ] = 0,
 ) -> None:
-    """Train routers on half the subjects, score the rest: APGR, CPT, AIQ, latency."""
+    """Train routers on half the subjects (or all of --data), score the rest (or --test-data):
+    APGR, CPT, AIQ, cost-of-pass, decision latency."""
     from rich.table import Table
 
     from llm_eff.core.prices import api_price
@@ -108,12 +116,17 @@ def route_bench(
             seeds=seeds,
             split=split,
             label=label,
+            test_outcomes=load_outcomes(test_data, exclude) if test_data else None,
         )
-    held = (
-        f"held out {facts['test_groups']} of {facts['test_groups'] + facts['train_groups']} groups"
-        if split == "groups"
-        else "held out half the questions (all groups seen in training)"
-    )
+    if test_data:
+        held = f"trained on all of {data}, scored on {test_data}"
+    elif split == "groups":
+        held = (
+            f"held out {facts['test_groups']} of "
+            f"{facts['test_groups'] + facts['train_groups']} groups"
+        )
+    else:
+        held = "held out half the questions (all groups seen in training)"
     console.print(
         f"{held} ({facts['test_prompts']} prompts; trained on {facts['train_prompts']}; "
         f"{label} labels; {seeds} split{'s' if seeds > 1 else ''}, means shown). "

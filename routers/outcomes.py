@@ -42,6 +42,23 @@ class Outcomes:
             {m: [v[i] for i in keep] for m, v in self.costs.items()},
         )
 
+    def then(self, other: Outcomes, models: Sequence[str]) -> Outcomes:
+        """These rows followed by `other`'s, for the `models` both have (UserError if not)."""
+        for name, side in (("training", self), ("test", other)):
+            lacking = [m for m in models if m not in side.correct]
+            if lacking:
+                raise UserError(
+                    f"the {name} outcomes have no column {', '.join(map(repr, lacking))} "
+                    f"(have: {', '.join(side.correct)})"
+                )
+        both = [m for m in models if m in self.costs and m in other.costs]
+        return Outcomes(
+            self.prompts + other.prompts,
+            self.groups + other.groups,
+            {m: self.correct[m] + other.correct[m] for m in models},
+            {m: self.costs[m] + other.costs[m] for m in both},
+        )
+
     def accuracy(self, model: str) -> float:
         """Share of prompts the model answered correctly."""
         values = self.correct[model]

@@ -110,6 +110,16 @@ def test_plots_mark_infinity_and_keep_labels_inside():
         extent = label.get_window_extent()
         assert box.x0 <= extent.x0 and extent.x1 <= box.x1, label.get_text()
     assert ax.get_legend() is None or "frontier" in ax.get_legend().texts[0].get_text()
+    close = [  # the efficiency report's three ladder systems: long labels, nearby points
+        _summary("smollm2-135m greedy", 1e-4, 5e-5, 3e-4, 2.46e-5, 0.25),
+        _summary("qwen2.5-coder-1.5b greedy", 1.7e-4, 1.5e-4, 2e-4, 1.56e-4, 0.917),
+        _summary("cascade:smollm2-135m>qwen2.5-coder-1.5b", 2.5e-4, 2e-4, 3e-4, 2.17e-4, 0.875),
+    ]
+    fig = accuracy_vs_cost_figure(close)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in fig.axes[0].texts]
+    assert len(boxes) == 3
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     fig = accuracy_vs_cost_figure(summaries[:1])  # one point: no one-point frontier
     assert fig.axes[0].get_legend() is None and not fig.axes[0].lines
 

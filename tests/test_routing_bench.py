@@ -207,3 +207,28 @@ def test_outcomes_from_run_log_attempts_carry_measured_costs():
     assert oracle.cost_of_pass_at_strong_accuracy is not None
     with pytest.raises(UserError, match="no attempts of nobody"):
         outcomes_from_attempts(rows, prompts, ["strong", "nobody"])
+
+
+def test_route_bench_trains_on_one_outcome_set_and_scores_another(tmp_path: Path):
+    """`--test-data`: out-of-domain scoring (two subjects train, two others test); a test set
+    without the strong model's column is refused with one clear line."""
+    import shutil
+
+    from .conftest import DATA, cli
+
+    subjects = sorted((DATA / "routellm" / "mmlu").glob("*.csv"))
+    train, test = tmp_path / "train", tmp_path / "test"
+    for folder, files in ((train, subjects[:2]), (test, subjects[2:])):
+        folder.mkdir()
+        for f in files:
+            shutil.copy(f, folder / f.name)
+    out = cli("route", "bench", "--data", str(train), "--test-data", str(test))
+    assert out.returncode == 0, out.stderr
+    assert f"trained on all of {train}, scored on {test}" in out.stdout
+    assert "(160 prompts; trained on 160" in out.stdout  # 80 questions per subject file
+    assert "logistic (MiniLM)" in out.stdout and "oracle" in out.stdout
+    other = tmp_path / "other.csv"
+    other.write_text("prompt,some-model,mistralai/Mixtral-8x7B-Instruct-v0.1\nq,True,False\n")
+    bad = cli("route", "bench", "--data", str(train), "--test-data", str(other))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "the test outcomes have no column 'gpt-4-1106-preview'" in bad.stderr

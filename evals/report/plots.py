@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Any
 
 from evals.metrics.summary import SystemSummary
 
@@ -49,17 +50,20 @@ def accuracy_vs_cost_figure(summaries: list[SystemSummary]):  # noqa: ANN201 - a
     points = [(s.dollars_per_attempt, s.accuracy, s.system) for s in summaries]
     costs = [p[0] for p in points]
     middle = (min(costs) + max(costs)) / 2 if costs else 0.0
+    labels = []
     for cost, acc, name in points:
         ax.scatter([cost], [acc], s=60, zorder=3)
         right_half = max(costs) > min(costs) and cost > middle
-        ax.annotate(
-            name,
-            (cost, acc),
-            textcoords="offset points",
-            xytext=(-6, 4) if right_half else (6, 4),
-            ha="right" if right_half else "left",
-            va="top" if acc > 0.9 else "bottom",
-            fontsize=8,
+        labels.append(
+            ax.annotate(
+                name,
+                (cost, acc),
+                textcoords="offset points",
+                xytext=(-6, 4) if right_half else (6, 4),
+                ha="right" if right_half else "left",
+                va="top" if acc > 0.9 else "bottom",
+                fontsize=8,
+            )
         )
     front = pareto_front(points)
     if len(front) > 1:
@@ -71,7 +75,23 @@ def accuracy_vs_cost_figure(summaries: list[SystemSummary]):  # noqa: ANN201 - a
     ax.set_ylim(-0.02, 1.05)
     ax.grid(alpha=0.3)
     ax.set_title("Accuracy vs cost")
+    _separate(fig, labels)
     return fig
+
+
+def _separate(fig: Any, labels: list[Any]) -> None:
+    """Move each point label down, a line at a time, until it overlaps no earlier label."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    for label in labels:
+        for _ in range(len(labels)):
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            x, y = label.xyann
+            label.xyann = (x, y - 11)
+        placed.append(label.get_window_extent(renderer))
 
 
 def cost_of_pass_bars(summaries: list[SystemSummary]) -> bytes:
