@@ -112,6 +112,7 @@ def test_llamacpp_backend_follows_the_backend_contract() -> None:
     assert [len(group) for group in greedy] == [2, 2]
     for group in greedy:
         assert group[0].text and group[0].text == group[1].text
+        assert group[0] is not group[1] and group[0].usage is not group[1].usage
         assert 0 < group[0].usage.completion_tokens <= 12 and group[0].cost.dollars > 0
     assert greedy[1][0].usage.prompt_tokens > 20  # every turn reached the model's template
     alone = backend.generate([one], GenerationConfig(max_new_tokens=12))[0][0]

@@ -17,6 +17,7 @@ import secrets
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +118,10 @@ class LlamaCppBackend:
         draws = config.n if sample else 1
         jobs = [(i, j) for i in range(len(chats)) for j in range(draws)]
 
+        base = config.seed if config.seed is not None else secrets.randbelow(2**31)
+
         def seed(j: int) -> int | None:
-            if not sample:
-                return None
-            base = config.seed if config.seed is not None else secrets.randbelow(2**31)
-            return base + j
+            return base + j if sample else None
 
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=self.batch_size) as pool:
@@ -135,7 +135,10 @@ class LlamaCppBackend:
         out: list[list[Completion]] = [[] for _ in chats]
         for (i, _), reply in zip(jobs, replies, strict=True):
             completion = self._completion(reply, peak, price)
-            out[i].extend([completion] * (config.n if not sample else 1))
+            copies = 1 if sample else config.n  # greedy: one decode, n equal answers
+            out[i].extend(
+                replace(completion, usage=replace(completion.usage)) for _ in range(copies)
+            )
         return out
 
     def _completion(self, reply: dict[str, Any], peak: int, price: Any) -> Completion:
