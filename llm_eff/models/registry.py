@@ -157,13 +157,12 @@ def available_models() -> list[tuple[str, str, str]]:
     rows.append((embedded.NAME, status, LOCAL_NAMES[embedded.NAME]))
     rows.append(("tiny-llama", "ready", LOCAL_NAMES["tiny-llama"]))
     for name, model in ladder.LADDER.items():
-        try:
-            status = f"installed ({ladder.installed_gguf(name)})"
-        except UserError as exc:
-            status = (
-                f"not installed: {model.install_hint}"
-                if "not installed" in str(exc)
-                else (str(exc))
-            )
+        if not ladder.gguf_target(model).is_file():
+            status = f"not installed: {model.install_hint}"
+        else:
+            try:
+                status = f"installed ({ladder.installed_gguf(name)})"
+            except UserError as exc:  # there, but not the file recorded at install
+                status = str(exc)
         rows.append((name, status, model.description))
     return rows
