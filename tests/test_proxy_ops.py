@@ -152,7 +152,13 @@ def test_example_config_is_valid():
 
 
 def test_readme_config_reference_names_every_field():
-    from routers.proxy.config import AuthConfig, ProxyConfig, RouterConfig, UpstreamConfig
+    from routers.proxy.config import (
+        AuthConfig,
+        CacheConfig,
+        ProxyConfig,
+        RouterConfig,
+        UpstreamConfig,
+    )
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme[readme.index("Config fields (unknown") : readme.index("- Endpoints:")]
@@ -160,12 +166,13 @@ def test_readme_config_reference_names_every_field():
         UpstreamConfig: "upstreams.NAME.",
         RouterConfig: "routers.NAME.",
         AuthConfig: "auth.",
+        CacheConfig: "cache.",
         ProxyConfig: "",
     }
     for model, prefix in prefixes.items():
         for field in model.model_fields:
             if field == "name" or (
-                model is ProxyConfig and field in ("upstreams", "routers", "auth")
+                model is ProxyConfig and field in ("upstreams", "routers", "auth", "cache")
             ):
                 continue
             named = f"`{prefix}{field}`" in table or (prefix and f"`{field}`" in table)

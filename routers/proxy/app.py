@@ -32,6 +32,7 @@ from llm_eff.core.types import Usage
 from routers.base import Decision, route
 from routers.proxy.admin import add_admin_routes, error_response
 from routers.proxy.billing import warm_counter
+from routers.proxy.cache import CacheKey, ResponseCache, scope_of
 from routers.proxy.chat import handle_chat, internal_error
 from routers.proxy.config import ProxyConfig
 from routers.proxy.ledger import BudgetLedger, LedgerWriter
@@ -83,6 +84,7 @@ class Proxy:
         self.ledger_writer = LedgerWriter(self.ledger, on_loop=self.db.is_sqlite)
         self.spend = SpendLog(self.db, config.flush_interval_s)
         self.metrics = Metrics()
+        self.cache = ResponseCache(config.cache, self.db) if config.cache.mode != "off" else None
         for upstream in self.upstreams.values():
             upstream.max_output()  # LiteLLM's model info: read now, not on a request
         if any(u.config.kind != "local" for u in self.upstreams.values()):
@@ -125,6 +127,8 @@ class Proxy:
             try:
                 self._apply_keys(*await asyncio.to_thread(self._fetch_keys))
                 swept = await asyncio.to_thread(self.ledger.sweep)
+                if self.cache is not None:
+                    await asyncio.to_thread(self.cache.refresh)
                 if swept:
                     log.warning("charged %d reservation(s) left unsettled past their lease", swept)
             except Exception:  # noqa: BLE001 - keep refreshing; the database may come back
@@ -134,9 +138,8 @@ class Proxy:
     def authenticate(self, header: str) -> KeyRecord | None:
         """The caller's key record from an Authorization header value; None for anonymous use
         where keys are optional."""
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        admin = self.config.admin_key
-        if token and admin and hmac.compare_digest(token, admin):
+        token = _bearer(header)
+        if self._is_admin(token):
             return None  # the operator's own key: no budget
         if not token:
             keys_in_use = bool(self.records) and not self.config.auth.allow_anonymous
@@ -151,6 +154,35 @@ class Proxy:
                 401, "invalid or revoked API key", "authentication_error", "invalid_api_key"
             )
         return record
+
+    def _is_admin(self, token: str) -> bool:
+        admin = self.config.admin_key
+        return bool(token and admin and hmac.compare_digest(token, admin))
+
+    def cache_key(
+        self, body: dict[str, Any], record: KeyRecord | None, header: str
+    ) -> CacheKey | None:
+        """The request's identity in the response cache (in the caller's scope), or None when
+        the cache is off or the request names a model or router this proxy no longer has."""
+        if self.cache is None:
+            return None
+        model, override = body["model"], body.get("route")
+        parsed = parse_router_model(model)
+        if override:
+            known = override in self.upstreams
+        elif parsed:
+            known = parsed[0] in self.routers
+        else:
+            known = model in self.upstreams or any(
+                u.config.model == model for u in self.upstreams.values()
+            )
+        if not known:
+            return None
+        token = _bearer(header)
+        scope = scope_of(
+            self.config.cache, record.id if record else None, token, self._is_admin(token)
+        )
+        return self.cache.key(scope, body)
 
     def resolve(self, body: dict[str, Any]) -> tuple[Upstream, Decision, str]:
         """(upstream, decision, router name) for a request."""
@@ -221,6 +253,24 @@ class Proxy:
         admission = Admission(first=chain[0].name, worst=worst)
         if record is None:
             return admission
+        state = self.check_rate(record)
+        if record.budget_usd is not None:
+            dollars = max(u.worst_cost(worst) for u in chain)
+            lease = sum(u.lease_s() for u in chain) + self.config.body_timeout_s + LEASE_MARGIN_S
+            rid = await self.ledger_writer.reserve(record.id, record.budget_usd, dollars, lease)
+            if rid is None:
+                state.window.pop()  # refused: not a request served
+                raise ProxyError(
+                    429, "budget exhausted for this key", "insufficient_quota", "insufficient_quota"
+                )
+            admission.reservation, admission.reserved_usd = rid, dollars
+        return admission
+
+    def check_rate(self, record: KeyRecord | None) -> KeyUsage | None:
+        """Count a request against its key's requests- and tokens-per-minute limits;
+        ProxyError 429 past one. The key's rate state (None without a key)."""
+        if record is None:
+            return None
         state = self.usage.setdefault(record.id, KeyUsage())
         now = time.monotonic()
         while state.window and now - state.window[0][0] > 60:
@@ -233,17 +283,8 @@ class Proxy:
             raise ProxyError(
                 429, "tokens per minute limit reached", "rate_limit_error", "rate_limit_exceeded"
             )
-        if record.budget_usd is not None:
-            dollars = max(u.worst_cost(worst) for u in chain)
-            lease = sum(u.lease_s() for u in chain) + self.config.body_timeout_s + LEASE_MARGIN_S
-            rid = await self.ledger_writer.reserve(record.id, record.budget_usd, dollars, lease)
-            if rid is None:
-                raise ProxyError(
-                    429, "budget exhausted for this key", "insufficient_quota", "insufficient_quota"
-                )
-            admission.reservation, admission.reserved_usd = rid, dollars
         state.window.append((now, 0))
-        return admission
+        return state
 
     async def settle(
         self, call: Any, upstream: str, usage: Usage, dollars: float, source: str
@@ -323,6 +364,8 @@ class Proxy:
         """Flush the spend log and close connections (graceful shutdown)."""
         self.ledger_writer.close()
         self.spend.close()
+        if self.cache is not None:
+            self.cache.close()
         for upstream in self.upstreams.values():
             await upstream.aclose()
         self.db.close()
@@ -400,3 +443,8 @@ class ProxyASGI:
             await handle_chat(self.proxy, scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def _bearer(header: str) -> str:
+    """The token of an `Authorization: Bearer ...` header value ('' for none)."""
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""

@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any
 from llm_eff.core.types import Usage
 from routers.base import Decision
 from routers.proxy.billing import Delivered, counted_usage, output_tokens, worst_case
+from routers.proxy.cache import HEADER as CACHE_HEADER
+from routers.proxy.cache import CacheKey
+from routers.proxy.replay import JSON_HEADERS, SSE_HEADERS, completion_from_stream, serve_hit
 from routers.proxy.upstreams import Upstream, UpstreamError
 from routers.proxy.validate import ProxyError, validate_chat
 
@@ -31,19 +34,18 @@ if TYPE_CHECKING:
     from routers.proxy.store import KeyRecord
 
 log = logging.getLogger("llm_eff.proxy")
-JSON_HEADERS = [(b"content-type", b"application/json")]
-SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
-def _route_headers(
-    upstream: str, decision: Decision, overhead_s: float, request_id: str
-) -> list[tuple[bytes, bytes]]:
-    return [
+def _route_headers(call: Call, upstream: str) -> list[tuple[bytes, bytes]]:
+    headers = [
         (b"x-llm-eff-upstream", upstream.encode()),
-        (b"x-llm-eff-route-score", f"{decision.score:.4f}".encode()),
-        (b"x-llm-eff-overhead-ms", f"{overhead_s * 1000:.3f}".encode()),
-        (b"x-request-id", request_id.encode()),
+        (b"x-llm-eff-route-score", f"{call.decision.score:.4f}".encode()),
+        (b"x-llm-eff-overhead-ms", f"{call.overhead * 1000:.3f}".encode()),
+        (b"x-request-id", call.request_id.encode()),
     ]
+    if call.cache_key is not None:
+        headers.append((CACHE_HEADER, b"miss"))
+    return headers
 
 
 async def send_json(send: Any, status: int, payload: bytes, headers: list | None = None) -> None:
@@ -136,17 +138,25 @@ async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> Non
             scope, receive, proxy.config.max_body_bytes, proxy.config.body_timeout_s
         )
         body = parse_body(raw)
-        record = proxy.authenticate(_authorization(scope))
-        upstream, decision, router_name = proxy.resolve(body)
-        forward = {
-            k: v for k, v in body.items() if k not in ("route", "max_cost_per_million_tokens")
-        }
-        chain = proxy.chain(upstream)
-        out_cap = output_tokens(body)
-        if out_cap is None:  # make the worst case known: the proxy sets the cap itself
-            out_cap = forward["max_tokens"] = proxy.output_cap(chain)
-        worst = worst_case(body, len(raw), out_cap)
-        admission = await proxy.admit(record, chain, worst, request_id)
+        header = _authorization(scope)
+        record = proxy.authenticate(header)
+        cache_key = proxy.cache_key(body, record, header)
+        hit = await proxy.cache.lookup(cache_key) if cache_key is not None else None
+        if hit is not None:
+            proxy.check_rate(record)  # a hit costs nothing but still counts as a request
+        else:
+            if cache_key is not None:
+                proxy.metrics.cache.labels("miss").inc()
+            upstream, decision, router_name = proxy.resolve(body)
+            forward = {
+                k: v for k, v in body.items() if k not in ("route", "max_cost_per_million_tokens")
+            }
+            chain = proxy.chain(upstream)
+            out_cap = output_tokens(body)
+            if out_cap is None:  # make the worst case known: the proxy sets the cap itself
+                out_cap = forward["max_tokens"] = proxy.output_cap(chain)
+            worst = worst_case(body, len(raw), out_cap)
+            admission = await proxy.admit(record, chain, worst, request_id)
     except ClientGone:
         return
     except ProxyError as exc:
@@ -157,8 +167,12 @@ async def handle_chat(proxy: Proxy, scope: dict, receive: Any, send: Any) -> Non
         log.exception("request %s: unexpected error before the upstream call", request_id)
         await send_error(send, internal_error(request_id), request_id)
         return
+    if hit is not None:
+        with contextlib.suppress(OSError):  # the client hung up: nothing was spent
+            await serve_hit(proxy, body, record, hit, send, request_id, started)
+        return
     call = Call(proxy, body, forward, record, decision, router_name, admission, started)
-    call.request_id = request_id
+    call.request_id, call.cache_key = request_id, cache_key
     run = call.stream if body.get("stream") else call.complete
     task = asyncio.current_task()
     cycle = getattr(receive, "__self__", None)  # uvicorn's request cycle
@@ -223,6 +237,10 @@ class Call:
         self.completed = False  # the whole response sent
         self.client_gone = False
         self.finished = False
+        self.cache_key: CacheKey | None = None  # the answer is cached under it when complete
+        self.cache_answer: list[bytes] | None = []  # the JSON answer, or the relayed stream
+        self.cache_bytes = 0
+        self.cache_held: bytes | None = None  # the whole answer, held in the cache
 
     async def finish(self) -> None:
         """Bill what was delivered, settle the reservation, log (exactly once)."""
@@ -253,6 +271,34 @@ class Call:
         dollars = upstream.cost(usage).dollars if upstream is not None else 0.0
         name = upstream.name if upstream is not None else self.admission.first
         await self.proxy.settle(self, name, usage, dollars, source)
+        if self.cache_held:  # the upstream's whole answer, even if the client left after it
+            try:
+                await self.proxy.cache.store(self.cache_key, self.cache_held, name, dollars)
+            except Exception:  # noqa: BLE001 - the answer was served; only caching failed
+                log.exception("request %s: caching the answer failed", self.request_id)
+
+    def keep_for_cache(self, data: bytes) -> None:
+        """Keep relayed bytes for the cache, up to its size bound (past it: not cached), and
+        once the answer is whole (a JSON body, or a stream's `[DONE]`), hold it in the cache
+        before its last bytes go out, so the client's next request can already hit it."""
+        if self.cache_key is None or self.cache_answer is None:
+            return
+        if self.candidate is None or self.candidate.name != self.admission.first:
+            self.cache_answer = None  # never a fallback's answer
+            return
+        self.cache_bytes += len(data)
+        if self.cache_bytes > self.proxy.cache.config.max_entry_bytes:
+            self.cache_answer = None
+            return
+        self.cache_answer.append(data)
+        streamed = bool(self.body.get("stream"))
+        if streamed and not data.rstrip().endswith(b"[DONE]"):
+            return
+        answer = completion_from_stream(self.cache_answer) if streamed else data
+        self.cache_answer = None
+        if answer is not None:
+            self.cache_held = answer
+            self.proxy.cache.hold(self.cache_key, answer, self.candidate.name)
 
     async def _try_chain(
         self, chain: list[Upstream], call: Callable[[Upstream], Awaitable[Any]]
@@ -316,12 +362,9 @@ class Call:
         self.overhead = (before - self.started) + (time.perf_counter() - after)
         self.status = 200
         self.answered = True
-        await send_json(
-            send,
-            200,
-            payload,
-            _route_headers(candidate.name, self.decision, self.overhead, self.request_id),
-        )
+        self.candidate = candidate
+        self.keep_for_cache(payload)
+        await send_json(send, 200, payload, _route_headers(self, candidate.name))
         self.completed = True
 
     async def stream(self, chain: list[Upstream], send: Any) -> None:
@@ -355,13 +398,15 @@ class Call:
 
     async def _relay(self, first: bytes, iterator: AsyncIterator[bytes], send: Any) -> None:
         assert self.candidate is not None
-        route = _route_headers(self.candidate.name, self.decision, self.overhead, self.request_id)
+        route = _route_headers(self, self.candidate.name)
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + route})
         self.answered = True
         self.status = 200
         try:
+            self.keep_for_cache(first)
             await send({"type": "http.response.body", "body": first, "more_body": True})
             async for chunk in iterator:
+                self.keep_for_cache(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as exc:
             self.status, self.error = exc.status, str(exc)

@@ -135,7 +135,8 @@ def keys_revoke(
 def spend_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="Proxy YAML.")],
 ) -> None:
-    """Summarise the proxy's spend log: requests, tokens, $ and latency per key and upstream."""
+    """Summarise the proxy's spend log: requests, tokens, $, cache hits, $ saved by the cache
+    and latency per key and upstream."""
     from rich.table import Table
 
     from routers.proxy.store import Database
@@ -143,7 +144,8 @@ def spend_command(
     db = Database(_proxy_config(config, None).database_url)
     rows = db.execute(
         "SELECT COALESCE(key_id, '-'), upstream, COUNT(*), SUM(prompt_tokens), "
-        "SUM(completion_tokens), SUM(cost), AVG(latency_ms), AVG(overhead_ms) FROM spend_log "
+        "SUM(completion_tokens), SUM(cost), AVG(latency_ms), AVG(overhead_ms), "
+        "SUM(CASE WHEN cache IS NULL THEN 0 ELSE 1 END), COALESCE(SUM(saved), 0) FROM spend_log "
         "WHERE status = 200 GROUP BY key_id, upstream ORDER BY 6 DESC"
     )
     table = Table(
@@ -155,8 +157,10 @@ def spend_command(
         "$",
         "mean latency ms",
         "mean overhead ms",
+        "cache hits",
+        "$ saved",
     )
-    for key, upstream, n, p, c, cost, lat, over in rows:
+    for key, upstream, n, p, c, cost, lat, over, hits, saved in rows:
         table.add_row(
             key,
             upstream or "-",
@@ -166,5 +170,17 @@ def spend_command(
             f"{cost or 0:.6f}",
             f"{lat or 0:.1f}",
             f"{over or 0:.2f}",
+            str(hits or 0),
+            f"{saved or 0:.6f}",
         )
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    served = sum(r[2] for r in rows)
+    hits = sum(r[8] or 0 for r in rows)
+    if hits:
+        saved = sum(float(r[9] or 0) for r in rows)
+        spent = sum(float(r[5] or 0) for r in rows)
+        console.print(
+            f"response cache: {hits} of {served} served requests were hits "
+            f"({hits / served:.1%}); ${saved:.6f} saved against ${spent:.6f} spent"
+        )

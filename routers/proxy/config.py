@@ -21,6 +21,12 @@ header_timeout_s: 10                       # ... and its headers within this
 max_connections: 4096                      # past this, requests are answered 503
 flush_interval_s: 0.5
 log_level: info                            # one line per request at info
+cache:                                     # response cache (off by default)
+  mode: exact                              # off | exact | semantic (exact, then by meaning)
+  scope: key                               # key: each caller its own entries; shared: one pool
+  ttl_s: 3600
+  max_entries: 100000
+  semantic_threshold: 0.95                 # cosine of the last messages' MiniLM embeddings
 ```
 Prices default to LiteLLM's cost map for `litellm` upstreams; `local` upstreams are priced
 from hardware time like every local model in llm-eff.
@@ -89,6 +95,19 @@ class AuthConfig(_Strict):
     allow_anonymous: bool = False  # keyless requests once keys exist: refused unless true
 
 
+class CacheConfig(_Strict):
+    """The proxy's response cache (`routers.proxy.cache`)."""
+
+    mode: Literal["off", "exact", "semantic"] = "off"
+    scope: Literal["key", "shared"] = "key"
+    ttl_s: float = Field(3600.0, gt=0)
+    max_entries: int = Field(100_000, ge=1)
+    max_entry_bytes: int = Field(1_000_000, ge=1)  # larger answers are not cached
+    semantic_threshold: float = Field(0.95, gt=0, le=1)
+    semantic_any_temperature: bool = False  # else semantic hits only for temperature 0
+    database_url: str | None = None  # default: the proxy's own database
+
+
 class ProxyConfig(_Strict):
     """Everything `llm-eff serve` needs."""
 
@@ -105,6 +124,7 @@ class ProxyConfig(_Strict):
     max_connections: int = Field(4096, ge=1)
     flush_interval_s: float = Field(0.5, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @property
     def admin_key_env(self) -> str:

@@ -46,7 +46,25 @@ class Metrics:
         self.upstream_errors = Counter(
             "llm_eff_proxy_upstream_errors_total", "Upstream failures", ["upstream"], registry=r
         )
+        self.cache = Counter(
+            "llm_eff_proxy_cache_total",
+            "Response cache lookups (hit-exact, hit-semantic, miss)",
+            ["result"],
+            registry=r,
+        )
+        self.cache_saved = Counter(
+            "llm_eff_proxy_cache_saved_dollars_total",
+            "Upstream dollars not spent thanks to cache hits",
+            registry=r,
+        )
         self._served: dict[str, tuple[Any, ...]] = {}
+
+    def cached(self, kind: str, saved: float, latency: float) -> None:
+        """Count one request answered from the cache."""
+        self.cache.labels(f"hit-{kind}").inc()
+        self.cache_saved.inc(saved)
+        self.requests.labels("cache", "200").inc()
+        self.latency.labels("cache").observe(latency)
 
     def served(self, upstream: str, usage: Usage, dollars: float, latency: float) -> None:
         """Count one successful request (labelled children cached per upstream)."""

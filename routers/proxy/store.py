@@ -45,9 +45,17 @@ SPEND_COLUMNS = (
     "usage_source",
     "fallback_from",
     "request_id",
+    "cache",
+    "saved",
 )
 # columns added after the first release: (name, SQL type), added to older databases at start
-ADDED_SPEND_COLUMNS = (("usage_source", "TEXT"), ("fallback_from", "TEXT"), ("request_id", "TEXT"))
+ADDED_SPEND_COLUMNS = (
+    ("usage_source", "TEXT"),
+    ("fallback_from", "TEXT"),
+    ("request_id", "TEXT"),
+    ("cache", "TEXT"),  # exact | semantic: answered from the response cache
+    ("saved", "DOUBLE PRECISION"),  # a cache hit: what the original answer cost
+)
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS api_keys (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE,
