@@ -286,3 +286,14 @@ def test_semantic_hits_paraphrases_at_temperature_zero_only(upstream, db, monkey
             f"{url}/v1/chat/completions", json=payload, headers={"authorization": "Bearer k"}
         )
         assert system.headers["x-llm-eff-cache"] == "miss"
+
+
+def test_config_reads_a_bare_yaml_off_and_refuses_unknown_cache_fields():
+    """YAML reads `mode: off` as false: it means off; a misspelt field is a one-line error."""
+    from llm_eff.core.errors import UserError
+
+    text = "upstreams: {m: {kind: openai, base_url: 'http://x/v1', model: m}}\n"
+    assert parse_config(yaml.safe_load(text + "cache: {mode: off}")).cache.mode == "off"
+    assert parse_config(yaml.safe_load(text + "cache: {mode: semantic}")).cache.mode == "semantic"
+    with pytest.raises(UserError, match="cache.ttl"):
+        parse_config(yaml.safe_load(text + "cache: {mode: exact, ttl: 5}"))

@@ -51,15 +51,17 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS response_cache (
     PRIMARY KEY (scope, hash))"""
 
 
-@dataclass(frozen=True)
+@dataclass
 class CacheKey:
     """A request's cache identity: the exact hash, the hash of everything but the last
-    message's text (semantic candidates must share it) and that text (None: no semantic)."""
+    message's text (semantic candidates must share it) and that text (None: no semantic),
+    with the text's embedding once a lookup has computed it (a store then reuses it)."""
 
     scope: str
     exact: str
     rest: str
     text: str | None
+    vector: np.ndarray | None = None
 
 
 @dataclass
@@ -266,7 +268,7 @@ class ResponseCache:
         group = self.vectors.get((key.scope, key.rest))
         if group is None or not group.rows:
             return None
-        vector = await asyncio.to_thread(_embed, key.text)
+        vector = key.vector = await asyncio.to_thread(_embed, key.text)
         with self.lock:
             digest, score = group.best(vector)
         if digest is None or score < self.config.semantic_threshold:
@@ -310,7 +312,9 @@ class ResponseCache:
     def _store(self, key: CacheKey, payload: bytes, upstream: str, cost: float) -> None:
         now = time.time()
         expires = now + self.config.ttl_s
-        embedding = _vector_text(_embed(key.text)) if key.text is not None else None
+        embedding = None
+        if key.text is not None:
+            embedding = _vector_text(key.vector if key.vector is not None else _embed(key.text))
         self.db.execute(
             "INSERT INTO response_cache (scope, hash, rest, created, expires, upstream, cost, "
             "embedding, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "

@@ -42,7 +42,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llm_eff.core.errors import UserError
 
@@ -106,6 +113,11 @@ class CacheConfig(_Strict):
     semantic_threshold: float = Field(0.95, gt=0, le=1)
     semantic_any_temperature: bool = False  # else semantic hits only for temperature 0
     database_url: str | None = None  # default: the proxy's own database
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
 
 
 class ProxyConfig(_Strict):
