@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from llm_eff.core.cli import Commands, friendly, make_console
+from llm_eff.core.cli import TABLE_FORMATS, Commands, friendly, make_console, print_rows
 from llm_eff.core.errors import UserError
 
 COMMANDS = Commands()
@@ -85,11 +85,17 @@ def route_bench(
             "prompts (class-balanced sample; slow on CPU). 0: skip them.",
         ),
     ] = 0,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="Output of the results table: table (rich), md (Markdown), csv or json; "
+            "md/csv/json print the table alone on stdout, never cut at the terminal's width.",
+        ),
+    ] = "table",
 ) -> None:
     """Train routers on half the subjects (or all of --data), score the rest (or --test-data):
     APGR, CPT, AIQ, cost-of-pass, decision latency."""
-    from rich.table import Table
-
     from llm_eff.core.prices import api_price
     from routers.bench import PUBLISHED, run_bench
     from routers.outcomes import load_outcomes
@@ -103,7 +109,9 @@ def route_bench(
         if price is None:
             raise UserError(f"no list price for '{model}' in LiteLLM's cost map (--{side}-price)")
         prices[side] = price
-    console = make_console()
+    if fmt not in TABLE_FORMATS:
+        raise UserError(f"unknown --format '{fmt}' (use {', '.join(TABLE_FORMATS)})")
+    console = make_console(stderr=fmt != "table")  # md/csv/json: stdout holds the table only
     with console.status("embedding prompts and training routers ..."):
         results, facts = run_bench(
             load_outcomes(data, exclude),
@@ -133,7 +141,7 @@ def route_bench(
         f"strong {facts['strong_accuracy']:.1%} at ${facts['strong_cost_per_query']:.6f}/query, "
         f"weak {facts['weak_accuracy']:.1%} at ${facts['weak_cost_per_query']:.6f}/query"
     )
-    table = Table(
+    header = [
         "router",
         "APGR",
         "CPT(50%)",
@@ -142,9 +150,9 @@ def route_bench(
         "$/query at strong accuracy",
         "cost-of-pass at CPT(50%)",
         "decision ms (p50)",
-    )
-    for r in results:
-        table.add_row(
+    ]
+    rows = [
+        [
             r.name,
             f"{r.apgr:.3f}" + (f" ± {r.apgr_std:.3f}" if seeds > 1 else ""),
             f"{r.cpt50:.1%}",
@@ -153,8 +161,10 @@ def route_bench(
             "-" if r.cost_at_strong_accuracy is None else f"{r.cost_at_strong_accuracy:.6f}",
             f"{r.cost_of_pass_at_cpt50:.6f}",
             "-" if r.decision_ms is None else f"{r.decision_ms:.3f}",
-        )
-    console.print(table)
+        ]
+        for r in results
+    ]
+    print_rows(header, rows, fmt)
     if (strong, weak) == ("gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"):
         console.print("RouteLLM's published CPT(50%) on MMLU for this pair (their training data):")
         for name, value in PUBLISHED:

@@ -272,6 +272,12 @@ def test_semantic_hits_paraphrases_at_temperature_zero_only(upstream, db, monkey
         assert _text(rewrite) == _text(first)
         other = _ask(url, "How do I sort a list in Python?", temperature=0)
         assert other.headers["x-llm-eff-cache"] == "miss"
+        _ask(url, "What is 12 times 7?", temperature=0)
+        assert _ask(url, "what is 12 times 7", temperature=0).headers["x-llm-eff-cache"] == (
+            "hit-semantic"
+        )
+        changed = _ask(url, "What is 12 times 8?", temperature=0)  # an embedding cannot tell
+        assert changed.headers["x-llm-eff-cache"] == "miss"
         warm = _ask(url, "what is the capital city of France", temperature=1)
         assert warm.headers["x-llm-eff-cache"] == "miss"
         payload = {

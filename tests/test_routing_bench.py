@@ -227,6 +227,17 @@ def test_route_bench_trains_on_one_outcome_set_and_scores_another(tmp_path: Path
     assert f"trained on all of {train}, scored on {test}" in out.stdout
     assert "(160 prompts; trained on 160" in out.stdout  # 80 questions per subject file
     assert "logistic (MiniLM)" in out.stdout and "oracle" in out.stdout
+    # machine-readable: stdout holds the table alone, every number whole
+    import csv
+
+    as_csv = cli(
+        "route", "bench", "--data", str(train), "--test-data", str(test), "--format", "csv"
+    )
+    assert as_csv.returncode == 0, as_csv.stderr
+    table = list(csv.DictReader(as_csv.stdout.splitlines()))
+    by_name = {row["router"]: row for row in table}
+    assert float(by_name["oracle"]["APGR"]) > float(by_name["random"]["APGR"])
+    assert "trained on all of" in as_csv.stderr and "trained on all of" not in as_csv.stdout
     other = tmp_path / "other.csv"
     other.write_text("prompt,some-model,mistralai/Mixtral-8x7B-Instruct-v0.1\nq,True,False\n")
     bad = cli("route", "bench", "--data", str(train), "--test-data", str(other))

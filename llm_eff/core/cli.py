@@ -57,6 +57,39 @@ def make_console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, width=100_000)
 
 
+TABLE_FORMATS = ("table", "md", "csv", "json")
+
+
+def print_rows(header: list[str], rows: list[list[str]], fmt: str = "table") -> None:
+    """Print a table as a rich table, Markdown, CSV or JSON (one object per row) on stdout;
+    UserError for another format."""
+    import csv
+    import io
+    import json
+    import sys
+
+    from rich.table import Table
+
+    if fmt not in TABLE_FORMATS:
+        raise UserError(f"unknown format '{fmt}' (use {', '.join(TABLE_FORMATS)})")
+    if fmt == "table":
+        table = Table(*header)
+        for row in rows:
+            table.add_row(*row)
+        make_console().print(table)
+    elif fmt == "md":
+        lines = [header, ["---"] * len(header), *rows]
+        sys.stdout.write("".join("| " + " | ".join(line) + " |\n" for line in lines))
+    elif fmt == "csv":
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows([header, *rows])
+        sys.stdout.write(out.getvalue())
+    else:
+        sys.stdout.write(
+            json.dumps([dict(zip(header, row, strict=True)) for row in rows], indent=1) + "\n"
+        )
+
+
 METAVARS = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "path": "PATH", "file": "FILE"}
 
 

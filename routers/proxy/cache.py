@@ -9,7 +9,8 @@ and a content list of plain text parts versus a string do not matter; the text i
 
 `mode: semantic` also answers a request whose everything-but-the-last-message is identical to
 a cached one and whose last message means the same: the cosine of the two MiniLM embeddings
-(`routers.embedding`) at or above `semantic_threshold`. Only temperature-0 requests take
+(`routers.embedding`) at or above `semantic_threshold`, with the same numbers in the same
+order (an embedding barely tells "2 + 3" from "2 + 4"). Only temperature-0 requests take
 semantic hits unless `semantic_any_temperature` is set, and only last messages short enough
 for the encoder's window (`SEMANTIC_MAX_CHARS`), so a truncated embedding never matches.
 
@@ -29,6 +30,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -43,6 +45,7 @@ from routers.proxy.store import Database, hash_key
 log = logging.getLogger("llm_eff.proxy")
 HEADER = b"x-llm-eff-cache"
 IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "store"})
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 SEMANTIC_MAX_CHARS = 1000  # MiniLM reads 256 word pieces; longer texts are cut, never compared
 SCHEMA = """CREATE TABLE IF NOT EXISTS response_cache (
     scope TEXT NOT NULL, hash TEXT NOT NULL, rest TEXT NOT NULL,
@@ -103,7 +106,12 @@ def cache_key(scope: str, body: dict[str, Any], semantic: bool, any_temperature:
     exact = _digest(fields)
     last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
     text = last.get("content")
-    rest = _digest({**fields, "messages": [*messages[:-1], {**last, "content": None}]})
+    # semantic candidates share everything else, and the numbers of the text in order: an
+    # embedding barely tells "2 + 3" from "2 + 4", so a changed number is never a paraphrase
+    numbers = NUMBER.findall(text) if isinstance(text, str) else []
+    rest = _digest(
+        {**fields, "messages": [*messages[:-1], {**last, "content": None}], "numbers": numbers}
+    )
     usable = (
         semantic
         and isinstance(text, str)
