@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from evals.benchmarks.base import Benchmark
-from evals.systems import Solve, SystemKind, SystemSpec, backend_solver, kind_of
+from evals.systems import Solve, SystemKind, SystemSpec, kind_of, system_solver
 from llm_eff.backends import Backend, Completion, GenerationConfig, make_backend
 from llm_eff.backends.base import total_spent
 from llm_eff.core.errors import UserError
@@ -128,7 +128,6 @@ def solver_for(
     benchmark: Benchmark, system: SystemSpec, options: RunOptions, backends: BackendCache
 ) -> Solve:
     """How `system` answers a batch of tasks: its kind's solver, or its model's backend."""
-    kind = kind_of(system)
 
     def load(model: str, api_base: str | None = None) -> Backend:
         key = (model, api_base)
@@ -136,9 +135,7 @@ def solver_for(
             backends[key] = backend_for(SystemSpec(model=model, api_base=api_base), options)
         return backends[key]
 
-    if kind is not None and kind.solver is not None:
-        return kind.solver(system, benchmark, load)
-    return backend_solver(load(system.model, system.api_base), system, benchmark)
+    return system_solver(system, benchmark, load)
 
 
 BackendCache = dict[tuple[str, "str | None"], Backend]

@@ -237,6 +237,16 @@ def backend_solver(backend: Backend, system: SystemSpec, benchmark: Benchmark) -
     return lambda tasks, config: backend.generate([user_chat(t.prompt) for t in tasks], config)
 
 
+def system_solver(system: SystemSpec, benchmark: Benchmark, backend_for: BackendFor) -> Solve:
+    """How `system` answers a batch of tasks: its kind's solver, or its model's backend."""
+    kind = kind_of(system)
+    if kind is not None and kind.solver is not None:
+        return kind.solver(system, benchmark, backend_for)
+    if kind is not None and kind.replay is not None:
+        raise UserError(f"system '{system.name}' replays recorded attempts: it cannot be called")
+    return backend_solver(backend_for(system.model, system.api_base), system, benchmark)
+
+
 def kinds_help() -> str:
     """One line per registered system kind, for `--help`."""
     return "; ".join(f"{k.name}: {k.help}" for k in system_kinds().values())

@@ -279,3 +279,84 @@ def route_calibrate(
         f"threshold {threshold:.6f}: {share:.1%} of {len(texts)} prompts go strong; "
         f"use model name router-<name>-{threshold:.6f}"
     )
+
+
+@route_app.command("train-any")
+@friendly
+def route_train_any(
+    runs: Annotated[
+        list[Path], typer.Option(help="Run log(s) in which every target answered the tasks.")
+    ],
+    bench: Annotated[
+        list[str], typer.Option(help="The benchmark(s) the run logs are about (for prompts).")
+    ],
+    target: Annotated[
+        list[str],
+        typer.Option(
+            help="An eval system to route to, as given to `llm-eff eval --system` (a model, "
+            "MODEL:best-of-4, cascade:A>B, agent:CONFIG.yaml, drllm:..., an adapter folder); "
+            "repeat for each target."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to save the router in.")],
+    accuracy_floor: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            max=1.0,
+            help="Keep at least this share of the best single target's pass rate (e.g. 0.97); "
+            "default: the lowest cost per pass, whatever the pass rate.",
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option(min=1, help="Neighbouring training tasks per prediction.")] = 10,
+) -> None:
+    """Train the any-technique router: per task, the target with the lowest expected cost per
+    pass (use it as `llm-eff eval --system routed-any:OUT`)."""
+    from evals.benchmarks import load_benchmark
+    from evals.systems import parse_system
+    from llm_eff.core.runlog import RunLog
+    from routers.any_router import AnyRouter, outcomes_by_target
+
+    if len(target) < 2:
+        raise UserError("give at least two --target systems to route between")
+    attempts = []
+    for path in runs:
+        if not path.is_file():
+            raise UserError(f"run log not found: {path}")
+        attempts += RunLog(path).read()
+    prompts: dict[tuple[str, str], str] = {}
+    for spec in bench:
+        loaded = load_benchmark(spec)
+        prompts.update({(loaded.name, t.id): t.prompt for t in loaded.tasks})
+    marks = {}
+    for text in target:
+        system = parse_system(text)
+        marks[text] = {system.hash, system.name, text}
+    tasks, passed, cost = outcomes_by_target(attempts, list(prompts), marks)
+    router = AnyRouter(k=k, accuracy_floor=accuracy_floor)
+    router.fit([prompts[t] for t in tasks], passed, cost)
+    router.save(out)
+    report = router.report
+    console = make_console()
+    header = ["target", "pass rate", "$ / task", "cost-of-pass"]
+    rows = [
+        [
+            t,
+            f"{report['pass_rate'][t]:.1%}",
+            f"{report['cost_per_task'][t]:.6f}",
+            _per_pass(report["cost_per_task"][t], report["pass_rate"][t]),
+        ]
+        for t in router.targets
+    ]
+    print_rows(header, rows)
+    console.print(
+        f"trained on {len(tasks)} tasks that every target answered; saved to {out}. "
+        f"Its own choices on them, each made without that task (leave-one-out): pass rate "
+        f"{report['leave_one_out_pass_rate']:.1%}, cost-of-pass "
+        f"${report['leave_one_out_cost_per_pass']:.6f} (value of a pass ${router.value:.6f}). "
+        f"Use: llm-eff eval --system routed-any:{out}"
+    )
+
+
+def _per_pass(dollars: float, rate: float) -> str:
+    return f"{dollars / rate:.6f}" if rate else "inf"
