@@ -13,7 +13,9 @@ target's overall rate), then picks
 is the optimal per-query choice (Dinkelbach's ratio argument), so `fit` calibrates `value` on
 the training tasks, with leave-one-out predictions: the value whose choices give the lowest
 cost per pass whose pass rate is at least `accuracy_floor` x the best single target's (no floor:
-the lowest cost per pass outright). Saved as `router.json` plus `vectors.npz`; a loaded router
+the lowest cost per pass outright). The choices only change where two targets' scores cross,
+so the value is taken from the middle of the best interval between crossings, never on an edge.
+Saved as `router.json` plus `vectors.npz`; a loaded router
 decides exactly as the one that was saved.
 """
 
@@ -101,29 +103,31 @@ class AnyRouter:
         floor = (self.accuracy_floor or 0.0) * float(rates[best])
         # every value where the choice of some task can change, and the two extremes
         ratios = (c[:, :, None] - c[:, None, :]) / np.maximum(p[:, :, None] - p[:, None, :], 1e-9)
-        candidates = np.unique(np.concatenate([[0.0], ratios[ratios > 0].ravel(), [1e9]]))
-        if len(candidates) > 400:
-            candidates = np.quantile(candidates, np.linspace(0, 1, 400))
+        edges = np.unique(np.concatenate([[0.0], ratios[ratios > 0].ravel(), [1e9]]))
+        if len(edges) > 400:
+            edges = np.unique(np.quantile(edges, np.linspace(0, 1, 400)))
+        # the choices are constant between consecutive edges: score each interval at its
+        # (geometric) middle, then take the middle of the best run of intervals, so that a
+        # new query is not decided on the edge of a tie
+        lows, highs = edges[:-1], edges[1:]
+        middles = np.where(lows > 0, np.sqrt(lows * highs), highs / 2)
         rows = np.arange(len(p))
-        chosen_value, chosen = None, None
-        for value in candidates:
+        scored = []
+        for value in middles:
             picks = np.argmin(c - value * p, axis=1)
             passes = float(self.passed[rows, picks].sum())
-            dollars = float(self.cost[rows, picks].sum())
-            rate = passes / len(p)
-            per_pass = dollars / passes if passes else math.inf
-            if rate + 1e-12 < floor:
-                continue
-            if chosen is None or per_pass < chosen[0] - 1e-15:
-                chosen_value, chosen = float(value), (per_pass, rate)
-        if chosen_value is None:  # no value reaches the floor: the most accurate choices
-            chosen_value = float(candidates[-1])
-            picks = np.argmin(c - chosen_value * p, axis=1)
-            passes = float(self.passed[rows, picks].sum())
-            chosen = (
-                float(self.cost[rows, picks].sum()) / passes if passes else math.inf,
-                passes / len(p),
-            )
+            per_pass = float(self.cost[rows, picks].sum()) / passes if passes else math.inf
+            scored.append((per_pass, passes / len(p)))
+        allowed = [i for i, (_, rate) in enumerate(scored) if rate + 1e-12 >= floor]
+        if not allowed:  # no value reaches the floor: the most accurate choices
+            allowed = [max(range(len(scored)), key=lambda i: (scored[i][1], i))]
+        best = min(allowed, key=lambda i: (scored[i][0], i))
+        last = best
+        while last + 1 in allowed and scored[last + 1][0] <= scored[best][0] + 1e-15:
+            last += 1
+        low, high = lows[best], min(highs[last], 4 * highs[best])
+        chosen_value = float(np.sqrt(low * high) if low > 0 else high / 2)
+        chosen = scored[best]
         return chosen_value, {
             "tasks": int(len(p)),
             "pass_rate": {t: float(r) for t, r in zip(self.targets, rates, strict=True)},

@@ -21,10 +21,21 @@ def _trained(name: str, path: str) -> Router:
     return router
 
 
-KINDS: dict[str, Callable[..., Router]] = {
+def _any(name: str, path: str) -> Any:
+    """An any-technique router saved by `llm-eff route train-any` (`routers.any_router`)."""
+    from routers.any_router import load_any_router
+
+    router = load_any_router(path)
+    router.name = name
+    router.choose([""])  # load the encoder now, not on the first request
+    return router
+
+
+KINDS: dict[str, Callable[..., Any]] = {
     "rules": RuleRouter,
     "random": RandomRouter,
     "trained": _trained,
+    "any": _any,
 }
 
 

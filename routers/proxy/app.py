@@ -28,8 +28,9 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from llm_eff.core.errors import UserError
 from llm_eff.core.types import Usage
-from routers.base import Decision, route
+from routers.base import Decision
 from routers.proxy.admin import add_admin_routes, error_response
 from routers.proxy.billing import warm_counter
 from routers.proxy.cache import CacheKey, ResponseCache, scope_of
@@ -37,10 +38,11 @@ from routers.proxy.chat import handle_chat, internal_error
 from routers.proxy.config import ProxyConfig
 from routers.proxy.ledger import BudgetLedger, LedgerWriter
 from routers.proxy.metrics import Metrics
+from routers.proxy.routing import knows, resolve
 from routers.proxy.store import Database, KeyRecord, KeyStore, SpendLog, find_key
 from routers.proxy.upstreams import Upstream, make_upstream
 from routers.proxy.validate import ProxyError
-from routers.registry import make_router, parse_router_model
+from routers.registry import make_router
 
 KEY_RELOAD_S = 5.0
 LEASE_MARGIN_S = 60.0  # added to a request's longest possible duration for its reservation
@@ -78,6 +80,13 @@ class Proxy:
             name: (make_router(rc.kind, name, rc.options), rc)
             for name, rc in config.routers.items()
         }
+        for name, (router, rc) in self.routers.items():
+            unmapped = [t for t in getattr(router, "targets", []) if t not in rc.targets]
+            if rc.kind == "any" and unmapped:
+                raise UserError(
+                    f"router '{name}': no upstream for target(s) {', '.join(unmapped)} "
+                    "(add them under targets)"
+                )
         self.db = Database(config.database_url)
         self.keys = KeyStore(self.db)
         self.ledger = BudgetLedger(self.db)
@@ -166,17 +175,7 @@ class Proxy:
         the cache is off or the request names a model or router this proxy no longer has."""
         if self.cache is None:
             return None
-        model, override = body["model"], body.get("route")
-        parsed = parse_router_model(model)
-        if override:
-            known = override in self.upstreams
-        elif parsed:
-            known = parsed[0] in self.routers
-        else:
-            known = model in self.upstreams or any(
-                u.config.model == model for u in self.upstreams.values()
-            )
-        if not known:
+        if not knows(self, body):
             return None
         token = _bearer(header)
         scope = scope_of(
@@ -185,60 +184,8 @@ class Proxy:
         return self.cache.key(scope, body)
 
     def resolve(self, body: dict[str, Any]) -> tuple[Upstream, Decision, str]:
-        """(upstream, decision, router name) for a request."""
-        model = body["model"]
-        cap = body.get("max_cost_per_million_tokens")
-        if body.get("route"):
-            name = body["route"]
-            if name not in self.upstreams:
-                raise ProxyError(
-                    400, f"route override: unknown upstream '{name}'", code="invalid_route"
-                )
-            return (
-                self._within_cap(self.upstreams[name], cap),
-                Decision(name, 1.0, "override"),
-                "override",
-            )
-        parsed = parse_router_model(model)
-        if parsed:
-            router_name, threshold = parsed
-            if router_name not in self.routers:
-                known = ", ".join(sorted(self.routers)) or (
-                    "none (routers need a config naming a weak and a strong upstream)"
-                )
-                raise ProxyError(
-                    404,
-                    f"unknown router '{router_name}': this proxy's routers are {known}; "
-                    f"its models: {', '.join(sorted(self.upstreams))}",
-                    code="model_not_found",
-                )
-            router, rc = self.routers[router_name]
-            decision = route(router, body, threshold, rc.strong, rc.weak)
-            target = self.upstreams[decision.target]
-            if cap is not None and self._price_per_m(target) > cap:
-                other = self.upstreams[rc.weak if decision.target == rc.strong else rc.strong]
-                target = self._within_cap(other, cap)
-                decision = Decision(
-                    target.name, decision.score, f"{decision.reason}; cost cap {cap:g}"
-                )
-            self.metrics.decisions.labels(router_name, target.name).inc()
-            return target, decision, router_name
-        upstream = self.upstreams.get(model) or next(
-            (u for u in self.upstreams.values() if u.config.model == model), None
-        )
-        if upstream is None:
-            raise ProxyError(404, f"The model '{model}' does not exist", code="model_not_found")
-        return self._within_cap(upstream, cap), Decision(upstream.name, 0.0, "pass-through"), ""
-
-    def _price_per_m(self, upstream: Upstream) -> float:
-        return max(upstream.price.prompt_per_m, upstream.price.completion_per_m)
-
-    def _within_cap(self, upstream: Upstream, cap: float | None) -> Upstream:
-        if cap is not None and self._price_per_m(upstream) > cap:
-            raise ProxyError(
-                400, f"no upstream within max_cost_per_million_tokens={cap:g}", code="cost_cap"
-            )
-        return upstream
+        """(upstream, decision, router name) for a request (`routers.proxy.routing`)."""
+        return resolve(self, body)
 
     def output_cap(self, chain: list[Upstream]) -> int:
         """The output cap the proxy sets when a request has none: the smallest maximum output
@@ -414,7 +361,10 @@ def create_app(config: ProxyConfig, upstreams: dict[str, Upstream] | None = None
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        names = list(proxy.upstreams) + [f"router-{r}-0.5" for r in proxy.routers]
+        names = list(proxy.upstreams) + [
+            f"router-{r}" if rc.kind == "any" else f"router-{r}-0.5"
+            for r, (_, rc) in proxy.routers.items()
+        ]
         return {
             "object": "list",
             "data": [

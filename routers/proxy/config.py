@@ -11,6 +11,8 @@ upstreams:
 routers:
   rules: {kind: rules, strong: gpt4o-mini, weak: local}
   random: {kind: random, strong: gpt4o-mini, weak: local}
+  any: {kind: any, options: {path: runs/any-router},   # `llm-eff route train-any`
+        targets: {"openai/gpt-4o-mini": gpt4o-mini, smollm2-135m: local}}
 auth: {admin_key_env: LLM_EFF_ADMIN_KEY, require_keys: true, allow_anonymous: false}
 database_url: sqlite:///runs/proxy-spend.db   # the default; or postgresql://user@host/db
 max_body_bytes: 1000000                    # client request bodies
@@ -85,13 +87,24 @@ class UpstreamConfig(_Strict):
 
 
 class RouterConfig(_Strict):
-    """A named router and the strong/weak upstreams it chooses between."""
+    """A named router and the upstreams it chooses between: strong and weak for a scoring
+    router, or `targets` (its target name -> upstream) for an any-technique router."""
 
     name: str
     kind: str
-    strong: str
-    weak: str
+    strong: str | None = None
+    weak: str | None = None
+    targets: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs_upstreams(self) -> RouterConfig:
+        if self.kind == "any":
+            if not self.targets or "path" not in self.options:
+                raise ValueError("kind any needs options.path and targets (target -> upstream)")
+        elif not (self.strong and self.weak):
+            raise ValueError(f"kind {self.kind} needs strong and weak upstreams")
+        return self
 
 
 class AuthConfig(_Strict):
@@ -184,11 +197,12 @@ def parse_config(data: Any) -> ProxyConfig:
             if fb not in config.upstreams:
                 raise UserError(f"upstream '{up.name}': unknown fallback '{fb}'")
     for router in config.routers.values():
-        for side in ("strong", "weak"):
-            if getattr(router, side) not in config.upstreams:
-                raise UserError(
-                    f"router '{router.name}': unknown {side} upstream '{getattr(router, side)}'"
-                )
+        sides = {f"target '{t}'": u for t, u in router.targets.items()}
+        if router.kind != "any":
+            sides = {"strong": router.strong, "weak": router.weak}
+        for side, upstream in sides.items():
+            if upstream not in config.upstreams:
+                raise UserError(f"router '{router.name}': unknown {side} upstream '{upstream}'")
     return config
 
 
