@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
 
-PROXY_TABLES = ("spend_log", "api_keys", "key_budgets", "reservations")
+PROXY_TABLES = ("spend_log", "api_keys", "key_budgets", "reservations", "response_cache")
 
 
 def fresh_database(url: str) -> str:

@@ -6,6 +6,7 @@ LLM_EFF_TEST_POSTGRES_URL is set), streams, expiry, size bounds and paraphrases.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from routers.proxy import create_app, parse_config
 from routers.proxy.store import Database
 
 from .conftest import cli
-from .proxy_support import serve_in_thread
+from .proxy_support import fresh_database, serve_in_thread
 
 ADMIN = "cache-admin-secret"
 USAGE = {"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000}
@@ -103,9 +104,20 @@ def _spend(db: str, wait_for: int) -> list[tuple]:
         time.sleep(0.05)
 
 
+PG_URL = os.environ.get("LLM_EFF_TEST_POSTGRES_URL")
+
+
 @pytest.fixture()
 def db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'spend.db'}"
+
+
+@pytest.fixture(params=["sqlite"] + (["postgres"] if PG_URL else []))
+def any_db(request, tmp_path: Path) -> str:
+    """SQLite, and PostgreSQL (shared by replicas) when the tests have a server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'spend.db'}"
+    return fresh_database(PG_URL)
 
 
 def test_repeats_hit_settings_miss_and_hits_cost_nothing(upstream, db, monkeypatch, tmp_path):
@@ -159,9 +171,11 @@ def test_repeats_hit_settings_miss_and_hits_cost_nothing(upstream, db, monkeypat
     assert "2 of 9 served requests were hits (22.2%); $0.006000 saved" in spend.stdout
 
 
-def test_scopes_never_mix_keys_and_entries_survive_a_restart(upstream, db, monkeypatch):
+def test_scopes_never_mix_keys_and_entries_survive_a_restart(upstream, any_db, monkeypatch):
     """scope key: key A's entry is not served to key B, the admin or anonymous callers; a
-    restarted proxy on the same database serves A's entry again; scope shared pools them."""
+    restarted proxy on the same database serves A's entry again; scope shared pools them.
+    On PostgreSQL, a second proxy (a replica) sees the first one's entries."""
+    db = any_db
     monkeypatch.setenv("LLM_EFF_TEST_CACHE_ADMIN", ADMIN)
     url_up, app = upstream
     from routers.proxy.store import KeyStore
@@ -188,6 +202,15 @@ def test_scopes_never_mix_keys_and_entries_survive_a_restart(upstream, db, monke
     with serve_in_thread(create_app(parse_config(shared))) as url:
         first = _ask(url, "shared question", key=key_a)
         other = _ask(url, "shared question", key=key_b)
+        assert other.headers["x-llm-eff-cache"] == "hit-exact" and _text(other) == _text(first)
+    monkeypatch.setattr("routers.proxy.app.KEY_RELOAD_S", 0.3)  # replicas refresh sooner
+    with (
+        serve_in_thread(create_app(parse_config(shared))) as one,
+        serve_in_thread(create_app(parse_config(shared))) as two,
+    ):
+        first = _ask(one, "asked of one replica", key=key_a)
+        time.sleep(1.0)  # a few refreshes
+        other = _ask(two, "asked of one replica", key=key_b)
         assert other.headers["x-llm-eff-cache"] == "hit-exact" and _text(other) == _text(first)
 
 
