@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import httpx
-from proxy_overhead import free_port, start, wait_up
+from proxy_overhead import free_port, start, start_app, wait_up
 from rich.console import Console
 from rich.table import Table
 
@@ -231,23 +231,7 @@ def main() -> None:
         f"${PRICE[1]} per 1M tokens; one client, requests in sequence"
     )
     tmp = Path(tempfile.mkdtemp(prefix="llm-eff-cache-bench-"))
-    (tmp / "upstream_app.py").write_text(UPSTREAM_APP)
-    up_port = free_port()
-    upstream = start(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "upstream_app:app",
-            "--port",
-            str(up_port),
-            "--log-level",
-            "error",
-            "--no-access-log",
-            "--app-dir",
-            str(tmp),
-        ]
-    )
+    upstream, up_port = start_app(UPSTREAM_APP, tmp)
     try:
         wait_up(f"http://127.0.0.1:{up_port}/", upstream)
         up = f"http://127.0.0.1:{up_port}/v1"

@@ -182,6 +182,16 @@ def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen
     )
 
 
+def start_app(source: str, folder: Path, env: dict[str, str] | None = None) -> tuple:
+    """An ASGI app written as `source` into `folder`, served by uvicorn in its own process:
+    (process, port)."""
+    port = free_port()
+    (folder / "upstream_app.py").write_text(source)
+    command = [sys.executable, "-m", "uvicorn", "upstream_app:app", "--port", str(port)]
+    command += ["--log-level", "error", "--no-access-log", "--app-dir", str(folder)]
+    return start(command, env), port
+
+
 def main() -> None:
     """Run the benchmark and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -200,26 +210,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="llm-eff-bench-"))
     procs: list[subprocess.Popen] = []
     try:
-        up_port, proxy_port = free_port(), free_port()
-        (tmp / "upstream_app.py").write_text(UPSTREAM_APP)
-        procs.append(
-            start(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "upstream_app:app",
-                    "--port",
-                    str(up_port),
-                    "--log-level",
-                    "error",
-                    "--no-access-log",
-                    "--app-dir",
-                    str(tmp),
-                ],
-                {"UPSTREAM_DELAY_S": str(args.upstream_ms / 1000)},
-            )
+        proxy_port = free_port()
+        upstream_proc, up_port = start_app(
+            UPSTREAM_APP, tmp, {"UPSTREAM_DELAY_S": str(args.upstream_ms / 1000)}
         )
+        procs.append(upstream_proc)
         upstream = f"http://127.0.0.1:{up_port}/v1"
         cfg = tmp / "proxy.yaml"
         cfg.write_text(

@@ -5,6 +5,7 @@ eval run (`routed-any:DIR`) to the chosen targets on a loopback OpenAI-compatibl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -157,39 +158,18 @@ def test_routed_any_eval_trains_from_run_logs_and_routes_real_calls(tmp_path: Pa
             RunOptions(task_ids=ids),
         )
         out = tmp_path / "router"
-        trained = cli(
-            "route",
-            "train-any",
-            "--runs",
-            str(log_path),
-            "--bench",
-            "efficiency",
-            "--target",
-            cheap,
-            "--target",
-            dear,
-            "--out",
-            str(out),
-            "--k",
-            "2",
-        )
+
+        def train_any(*targets: str, to: Path = out) -> Any:
+            args = ["route", "train-any", "--runs", str(log_path), "--bench", "efficiency"]
+            for target in targets:
+                args += ["--target", target]
+            return cli(*args, "--out", str(to), "--k", "2")
+
+        trained = train_any(cheap, dear)
         assert trained.returncode == 0, trained.stderr
         assert "trained on 3 tasks" in trained.stdout, trained.stdout
         assert "0.0%" in trained.stdout and "100.0%" in trained.stdout  # cheap / dear pass rates
-        missing = cli(
-            "route",
-            "train-any",
-            "--runs",
-            str(log_path),
-            "--bench",
-            "efficiency",
-            "--target",
-            cheap,
-            "--target",
-            "openai/gpt-4.1",
-            "--out",
-            str(tmp_path / "x"),
-        )
+        missing = train_any(cheap, "openai/gpt-4.1", to=tmp_path / "x")
         assert missing.returncode == 2 and "no outcomes for target(s) 'openai/gpt-4.1'" in (
             missing.stderr
         )
