@@ -85,23 +85,28 @@ def main() -> None:
     print("|---|---|---|---|")
     for j, spec in enumerate(specs):
         print(f"| {spec} | {rates[j]:.1%} | {_money(cost[:, j].mean())} | {_money(per_pass[j])} |")
+    every = list(range(len(names)))
+    strongest_model = len(MODELS) - 1
     variants = {
-        "any-router, no floor": None,
-        "any-router, floor 0.9": 0.9,
-        "any-router, floor 0.97": 0.97,
+        "any-router, no floor": (None, every),
+        "any-router, floor 0.9": (0.9, every),
+        "any-router, floor 0.97": (0.97, every),
     }
+    for weak in range(strongest_model):  # the same router with two targets, as RouteLLM's
+        short = f"{specs[weak].split('-')[0]} + {specs[strongest_model].split('-')[-1]}"
+        variants[f"two targets ({short}), floor 0.97"] = (0.97, [weak, strongest_model])
     results: dict[str, list[tuple[float, float, np.ndarray]]] = {v: [] for v in variants}
     for seed in range(args.seeds):
-        for label, floor in variants.items():
+        for label, (floor, chosen) in variants.items():
             picks = np.zeros(n, int)
             for test in _folds(n, args.folds, seed):
                 train = np.setdiff1d(np.arange(n), test)
                 router = AnyRouter(k=args.k, accuracy_floor=floor).fit_vectors(
                     vectors[train],
-                    {m: passed[train, j].tolist() for j, m in enumerate(names)},
-                    {m: cost[train, j].tolist() for j, m in enumerate(names)},
+                    {names[j]: passed[train, j].tolist() for j in chosen},
+                    {names[j]: cost[train, j].tolist() for j in chosen},
                 )
-                picks[test] = [c.index for c in router.choose_vectors(vectors[test])]
+                picks[test] = [chosen[c.index] for c in router.choose_vectors(vectors[test])]
             got = passed[np.arange(n), picks]
             spent = cost[np.arange(n), picks]
             results[label].append(
