@@ -93,8 +93,8 @@ def main() -> None:
         "any-router, floor 0.97": (0.97, every),
     }
     for weak in range(strongest_model):  # the same router with two targets, as RouteLLM's
-        short = f"{specs[weak].split('-')[0]} + {specs[strongest_model].split('-')[-1]}"
-        variants[f"two targets ({short}), floor 0.97"] = (0.97, [weak, strongest_model])
+        pair = f"{specs[weak]} + {specs[strongest_model]}"
+        variants[f"two targets ({pair}), floor 0.97"] = (0.97, [weak, strongest_model])
     results: dict[str, list[tuple[float, float, np.ndarray]]] = {v: [] for v in variants}
     for seed in range(args.seeds):
         for label, (floor, chosen) in variants.items():
