@@ -239,15 +239,17 @@ class ResponseCache:
             if group is not None and group in self.vectors:
                 self.vectors[group].remove(digest)
 
-    def purge(self, now: float | None = None) -> int:
-        """Drop expired entries and the oldest past `max_entries`; returns how many."""
+    def purge(self, now: float | None = None, expired: bool = True) -> int:
+        """Drop expired entries (a scan: `refresh` does it every few seconds) and the oldest
+        past `max_entries` (the index is in insertion order); returns how many."""
         now = time.time() if now is None else now
         with self.lock:
-            dropped = [k for k, expires in self.index.items() if expires <= now]
+            dropped = [k for k, until in self.index.items() if until <= now] if expired else []
             excess = len(self.index) - len(dropped) - self.config.max_entries
-            if excess > 0:  # the oldest first: the index is in insertion order
+            if excess > 0:
                 gone = set(dropped)
-                dropped += [k for k in self.index if k not in gone][:excess]
+                oldest = (k for k in self.index if k not in gone)
+                dropped += [next(oldest) for _ in range(excess)]
         for scope, digest in dropped:
             self._forget(scope, digest)
         if dropped:
@@ -343,7 +345,7 @@ class ResponseCache:
         )
         self._remember(key.scope, key.exact, key.rest, expires, embedding)
         if len(self.index) > self.config.max_entries:
-            self.purge(now)
+            self.purge(now, expired=False)
 
     def close(self) -> None:
         """Close the cache's own database, if it has one."""

@@ -27,7 +27,7 @@ cache:                                     # response cache (off by default)
   mode: exact                              # off | exact | semantic (exact, then by meaning)
   scope: key                               # key: each caller its own entries; shared: one pool
   ttl_s: 3600
-  max_entries: 100000
+  max_entries: 20000                       # disk at most max_entries x max_entry_bytes
   semantic_threshold: 0.95                 # cosine of the last messages' MiniLM embeddings
 ```
 Prices default to LiteLLM's cost map for `litellm` upstreams; `local` upstreams are priced
@@ -121,8 +121,8 @@ class CacheConfig(_Strict):
     mode: Literal["off", "exact", "semantic"] = "off"
     scope: Literal["key", "shared"] = "key"
     ttl_s: float = Field(3600.0, gt=0)
-    max_entries: int = Field(100_000, ge=1)
-    max_entry_bytes: int = Field(1_000_000, ge=1)  # larger answers are not cached
+    max_entries: int = Field(20_000, ge=1)
+    max_entry_bytes: int = Field(262_144, ge=1)  # larger answers are not cached
     semantic_threshold: float = Field(0.95, gt=0, le=1)
     semantic_any_temperature: bool = False  # else semantic hits only for temperature 0
     database_url: str | None = None  # default: the proxy's own database
