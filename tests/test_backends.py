@@ -48,6 +48,29 @@ def test_greedy_is_deterministic(tiny_model):
     assert a == b
 
 
+def test_transformers_backend_times_each_answer(tiny_model):
+    """TTFT and TPOT per answer from the generation steps' clock: the first token comes before
+    the batch is done, a longer answer's last token later than a shorter one's, and the batch
+    rate is the tokens it processed over its wall time."""
+    model, tok = tiny_model
+    backend = TransformersBackend(
+        parse_model("tiny-llama"), batch_size=4, model=model, tokenizer=tok
+    )
+    out = backend.generate(
+        [user_chat(p) for p in ("def add(a, b):", "Write a long story", "x", "class Foo")],
+        GenerationConfig(max_new_tokens=12, temperature=1.0, seed=5),
+    )
+    answers = [group[0] for group in out]
+    wall = answers[0].usage.latency_s
+    processed = sum(a.usage.prompt_tokens + a.usage.completion_tokens for a in answers)
+    for a in answers:
+        u = a.usage
+        assert 0 < u.ttft_s < wall and u.ttft_s == answers[0].usage.ttft_s  # one prefill
+        if u.completion_tokens > 1:
+            assert 0 < u.tpot_s and u.ttft_s + u.tpot_s * (u.completion_tokens - 1) <= wall
+        assert u.batch_tokens_per_s == pytest.approx(processed / wall, rel=0.01)
+
+
 def test_truncate_at_stop():
     assert truncate_at_stop("abc\n```\nmore", ("\n```\n",)) == "abc"
     assert truncate_at_stop("abc", ("zz",)) == "abc"

@@ -114,6 +114,9 @@ def test_llamacpp_backend_follows_the_backend_contract() -> None:
         assert group[0].text and group[0].text == group[1].text
         assert group[0] is not group[1] and group[0].usage is not group[1].usage
         assert 0 < group[0].usage.completion_tokens <= 12 and group[0].cost.dollars > 0
+        usage = group[0].usage  # llama.cpp's own timings, per answer
+        assert 0 < usage.ttft_s < usage.latency_s and usage.batch_tokens_per_s > 0
+        assert usage.tpot_s is None or 0 < usage.tpot_s < usage.latency_s
     assert greedy[1][0].usage.prompt_tokens > 20  # every turn reached the model's template
     alone = backend.generate([one], GenerationConfig(max_new_tokens=12))[0][0]
     assert alone.text == greedy[0][0].text  # batching does not change the answer

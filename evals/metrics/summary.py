@@ -48,6 +48,8 @@ class SystemSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     program_runtime_s: float | None = None  # median runtime of passing programs, where timed
     layers_per_attempt: float | None = None  # mean layers executed, for dynamic-depth models
+    ttft_p50_s: float | None = None  # per answer: time to its first token, median
+    tpot_p50_s: float | None = None  # per answer: time per output token after it, median
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -76,6 +78,15 @@ def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) ->
     latencies = [a.usage.latency_s for a in attempts]
     total_time = sum(latencies)
     total_tokens = sum(a.usage.total_tokens for a in attempts)
+    ttfts = [a.usage.ttft_s for a in attempts if a.usage.ttft_s is not None]
+    tpots = [a.usage.tpot_s for a in attempts if a.usage.tpot_s is not None]
+    # throughput: the batches' own rate where backends measured it (a batch's wall time is
+    # every answer's latency, so tokens over summed latencies would undercount it)
+    rates = [a.usage.batch_tokens_per_s for a in attempts if a.usage.batch_tokens_per_s]
+    if rates:
+        throughput = percentile(rates, 50)
+    else:
+        throughput = total_tokens / total_time if total_time > 0 else 0.0
     peaks = [a.usage.peak_memory_bytes for a in attempts if a.usage.peak_memory_bytes]
     categories: dict[str, list[bool]] = defaultdict(list)
     reasons: dict[str, int] = defaultdict(int)
@@ -109,7 +120,7 @@ def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) ->
         completion_tokens_per_attempt=sum(a.usage.completion_tokens for a in attempts) / n,
         latency_p50_s=percentile(latencies, 50),
         latency_p95_s=percentile(latencies, 95),
-        throughput_tokens_per_s=total_tokens / total_time if total_time > 0 else 0.0,
+        throughput_tokens_per_s=throughput,
         peak_memory_bytes=max(peaks) if peaks else None,
         errors=sum(1 for a in attempts if a.error),
         price_sources=sorted({a.cost.source for a in attempts}),
@@ -117,6 +128,8 @@ def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) ->
         reasons=dict(sorted(reasons.items())),
         program_runtime_s=percentile(runtimes, 50) if runtimes else None,
         layers_per_attempt=sum(layers) / len(layers) if layers else None,
+        ttft_p50_s=percentile(ttfts, 50) if ttfts else None,
+        tpot_p50_s=percentile(tpots, 50) if tpots else None,
     )
 
 

@@ -22,6 +22,13 @@ from llm_eff.core.prices import PRICING_NOTE
 from llm_eff.core.runlog import RunLog
 from llm_eff.core.types import Attempt
 
+TIMING_NOTE = """\
+Timings: "latency" is when an answer was ready, from its request: a batch's answers come back
+together, so they share the batch's wall time. "TTFT / TPOT" are per answer: time to its first
+token, then time per output token after it (a batch decodes in lockstep, so its answers share
+one pace). "batch tokens/s" is prompt + completion tokens processed per second by the batches,
+the median over them; '-' where a backend does not measure it (API models)."""
+
 PLOTS = {
     "accuracy_vs_cost": (
         "Accuracy vs $ per task, with the cost-efficiency frontier",
@@ -69,7 +76,8 @@ def summary_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[s
         "$ / task",
         "tokens / task",
         "latency p50 / p95",
-        "tokens/s",
+        "TTFT / TPOT p50",
+        "batch tokens/s",
         "peak memory",
     ]
     timed = any(s.program_runtime_s is not None for s in summaries)
@@ -90,6 +98,7 @@ def summary_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[s
                 _money(s.dollars_per_attempt),
                 f"{s.tokens_per_attempt:,.0f}",
                 f"{s.latency_p50_s:.2f} / {s.latency_p95_s:.2f} s",
+                _token_times(s),
                 f"{s.throughput_tokens_per_s:,.0f}",
                 _mem(s.peak_memory_bytes),
                 *(
@@ -292,7 +301,7 @@ def write_report(
                 f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{encoded}'>"
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
-    pricing_note = PRICING_NOTE
+    pricing_note = PRICING_NOTE + "\n\n" + TIMING_NOTE
     md += ["## How costs are computed", "", pricing_note, ""]
     body += ["<h2>How costs are computed</h2>", f"<pre>{html.escape(pricing_note)}</pre>"]
     page = (
@@ -323,3 +332,11 @@ figcaption{font-size:.85rem;color:#57606a}
 .note{color:#57606a;font-size:.9rem}
 pre{background:#f6f8fa;padding:1rem;white-space:pre-wrap}
 """
+
+
+def _token_times(s: SystemSummary) -> str:
+    """Median time to first token and time per output token, per answer ('-' unmeasured)."""
+    if s.ttft_p50_s is None:
+        return "-"
+    tpot = "-" if s.tpot_p50_s is None else f"{s.tpot_p50_s * 1000:.0f} ms"
+    return f"{s.ttft_p50_s:.2f} s / {tpot}"

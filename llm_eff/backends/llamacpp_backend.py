@@ -121,11 +121,13 @@ class LlamaCppBackend:
             )
         wall = time.perf_counter() - start
         processed = sum(_tokens(r) for r in replies)
-        price = local_price(self.hardware_dollars_per_hour, processed / wall if wall else 0.0)
+        rate = processed / wall if wall else 0.0
+        price = local_price(self.hardware_dollars_per_hour, rate)
         peak = peak_rss_bytes()
         out: list[list[Completion]] = [[] for _ in chats]
         for (i, _), reply in zip(jobs, replies, strict=True):
             completion = self._completion(reply, peak, price)
+            completion.usage.batch_tokens_per_s = rate
             copies = 1 if sample else config.n  # greedy: one decode, n equal answers
             out[i].extend(
                 replace(completion, usage=replace(completion.usage)) for _ in range(copies)
@@ -156,6 +158,7 @@ class LlamaCppBackend:
             model=self.name,
             flops_estimate=2.0 * self.n_params * (prompt + completion),
             peak_memory_bytes=peak,
+            **_token_times(reply),
         )
         text = (choice.get("message") or {}).get("content") or ""
         return Completion(text, usage, price.cost(usage), choice.get("finish_reason") or "stop")
@@ -164,3 +167,16 @@ class LlamaCppBackend:
 def _tokens(reply: dict[str, Any]) -> int:
     used = reply.get("usage") or {}
     return int(used.get("prompt_tokens", 0)) + int(used.get("completion_tokens", 0))
+
+
+def _token_times(reply: dict[str, Any]) -> dict[str, float]:
+    """ttft_s and tpot_s from llama.cpp's own timings: the first token came once the request's
+    wait and prompt were done (its wall time less the decoding time), then one token per
+    `predicted_per_token_ms`."""
+    timings = reply.get("timings")
+    if not isinstance(timings, dict) or "predicted_ms" not in timings:
+        return {}
+    out = {"ttft_s": max(float(reply["_wall"]) - float(timings["predicted_ms"]) / 1000, 0.0)}
+    if timings.get("predicted_n", 0) > 1 and timings.get("predicted_per_token_ms") is not None:
+        out["tpot_s"] = float(timings["predicted_per_token_ms"]) / 1000
+    return out

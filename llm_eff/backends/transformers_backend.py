@@ -144,10 +144,12 @@ class TransformersBackend:
             torch.manual_seed(config.seed)
         if self.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
+        clock = _step_clock(self.model, kwargs)
         start = time.perf_counter()
         with torch.inference_mode():
             generated = self.model.generate(**enc, **kwargs)
         wall = time.perf_counter() - start
+        stamps = [t - start for t in clock.stamps] if clock is not None else []
         depth = _depth_per_row(self.model, len(chats) * config.n // copies)
         if copies > 1:
             generated = generated.repeat_interleave(copies, dim=0)
@@ -161,7 +163,8 @@ class TransformersBackend:
             n = next((i + 1 for i, t in enumerate(row) if t in stop_ids), len(row))
             lengths.append(n)
         total_tokens = (sum(prompt_tokens) * config.n + sum(lengths)) / copies  # processed
-        price = local_price(self.hardware_dollars_per_hour, total_tokens / wall if wall else 0.0)
+        rate = total_tokens / wall if wall else 0.0
+        price = local_price(self.hardware_dollars_per_hour, rate)
         peak = _peak_memory_bytes(self.device)
         results: list[list[Completion]] = []
         for i in range(len(chats)):
@@ -181,6 +184,8 @@ class TransformersBackend:
                     * (prompt_tokens[i] + lengths[row]),
                     peak_memory_bytes=peak,
                     layers_executed=layers,
+                    batch_tokens_per_s=rate,
+                    **_token_times(stamps, lengths[row]),
                 )
                 finish = "length" if lengths[row] >= config.max_new_tokens else "stop"
                 group.append(
@@ -190,3 +195,37 @@ class TransformersBackend:
                 )
             results.append(group)
         return results
+
+
+def _step_clock(model: Any, kwargs: dict[str, Any]) -> Any:
+    """A logits processor that timestamps every generation step, added to `kwargs` (None for
+    a model whose `generate` is not transformers' own, e.g. Dr.LLM's routed decoding)."""
+    from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList
+
+    if not isinstance(model, GenerationMixin):
+        return None
+
+    class StepClock(LogitsProcessor):
+        """Records when each step's logits are ready: step k's token is known then."""
+
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            self.stamps.append(time.perf_counter())
+            return scores
+
+    clock = StepClock()
+    kwargs["logits_processor"] = LogitsProcessorList([clock])
+    return clock
+
+
+def _token_times(stamps: list[float], tokens: int) -> dict[str, float | None]:
+    """ttft_s and tpot_s of an answer of `tokens` tokens from the batch's step times (seconds
+    since the request): its first token came with the first step, its last with step
+    `tokens`; a batch decodes in lockstep, so a short answer's TPOT is the batch's pace."""
+    if not stamps or tokens < 1:
+        return {}
+    last = stamps[min(tokens, len(stamps)) - 1]
+    tpot = (last - stamps[0]) / (tokens - 1) if tokens > 1 else None
+    return {"ttft_s": stamps[0], "tpot_s": tpot}

@@ -29,6 +29,9 @@ class Usage:
     flops_estimate: float | None = None
     peak_memory_bytes: int | None = None
     layers_executed: float | None = None
+    ttft_s: float | None = None  # time to first token of this answer (from its request)
+    tpot_s: float | None = None  # time per output token after the first, of this answer
+    batch_tokens_per_s: float | None = None  # tokens processed per second by its batch
 
     @property
     def total_tokens(self) -> int:
@@ -49,6 +52,14 @@ class Usage:
             flops_estimate=_opt_sum(self.flops_estimate, other.flops_estimate),
             peak_memory_bytes=max(peaks) if peaks else None,
             layers_executed=_opt_sum(self.layers_executed, other.layers_executed),
+            # per-answer timings: the first call's (e.g. a cascade's first answer)
+            ttft_s=self.ttft_s if self.ttft_s is not None else other.ttft_s,
+            tpot_s=self.tpot_s if self.tpot_s is not None else other.tpot_s,
+            batch_tokens_per_s=(
+                self.batch_tokens_per_s
+                if self.batch_tokens_per_s is not None
+                else other.batch_tokens_per_s
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
