@@ -110,6 +110,7 @@ def eval_command(
         hardware_dollars_per_hour=hardware_price,
         engine=engine,
     )
+    _say_pricing(console, systems, engine, batch_size)
     selected = select_tasks(benchmark, limit, task_ids)
     done = log.done_keys()
     # a routed system runs its pipelines first; they get their own bars and summary rows
@@ -136,6 +137,30 @@ def eval_command(
         console, log_path, {(benchmark.name, h) for h in shown}, {t.id for t in selected}
     )
     console.print(f"next: [bold]llm-eff report {log_path}[/]")
+
+
+def _say_pricing(console: Any, systems: list, engine: str, batch_size: int) -> None:
+    """One line per local model on how it is priced: calibrated (stable) or wall time."""
+    from llm_eff.backends import choose_engine
+    from llm_eff.backends.calibration import find_calibration
+    from llm_eff.models.registry import parse_model
+
+    seen = set()
+    for system in systems:
+        for model in system.models():
+            ref = parse_model(model)
+            if ref.kind == "api" or model in seen:
+                continue
+            seen.add(model)
+            used = choose_engine(ref, engine)
+            if find_calibration(ref.name, used, batch_size):
+                console.print(f"{ref.name}: priced from this machine's calibration ({used})")
+            else:
+                console.print(
+                    f"{ref.name}: priced from each batch's wall time, so its dollars follow "
+                    f"this machine's load; `llm-eff calibrate {model} --engine {used} "
+                    f"--batch-size {batch_size}` makes them stable"
+                )
 
 
 def _print_summary(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llm_eff.backends.base import Backend, Chat, Completion, GenerationConfig, user_chat
+from llm_eff.backends.calibration import find_calibration
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.models.registry import ModelRef, model_kinds
@@ -63,7 +64,13 @@ def make_backend(
                 f"{ref.name} is not a GGUF model: the llamacpp engine runs smollm2-135m, the "
                 "ladder models and gguf:FILE; use --engine transformers"
             )
-        return LlamaCppBackend(gguf, ref.name, batch_size, hardware_dollars_per_hour)
+        return LlamaCppBackend(
+            gguf,
+            ref.name,
+            batch_size,
+            hardware_dollars_per_hour,
+            calibration=find_calibration(ref.name, engine, batch_size),
+        )
     if engine == "vllm":
         from llm_eff.backends.vllm_backend import VLLMBackend
 
@@ -75,10 +82,20 @@ def make_backend(
             from llm_eff.models.embedded import embedded_model_dir
 
             path = str(embedded_model_dir())
-        return VLLMBackend(path, ref.name, hardware_dollars_per_hour)
+        return VLLMBackend(
+            path,
+            ref.name,
+            hardware_dollars_per_hour,
+            calibration=find_calibration(ref.name, engine, batch_size),
+        )
     from llm_eff.backends.transformers_backend import TransformersBackend
 
-    return TransformersBackend(ref, batch_size, hardware_dollars_per_hour)
+    return TransformersBackend(
+        ref,
+        batch_size,
+        hardware_dollars_per_hour,
+        calibration=find_calibration(ref.name, engine, batch_size),
+    )
 
 
 __all__ = [

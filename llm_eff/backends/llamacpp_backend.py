@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from llm_eff.backends.base import Chat, Completion, GenerationConfig, check_chats, peak_rss_bytes
+from llm_eff.backends.calibration import Calibration, batch_price
 from llm_eff.core.errors import UserError
-from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
+from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.types import Usage
 
 INSTALL_HINT = "pip install 'llm-eff[llamacpp]'  (the xllamacpp wheel)"
@@ -54,6 +55,7 @@ class LlamaCppBackend:
         hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
         context: int = DEFAULT_CONTEXT,
         threads: int | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         try:
             import xllamacpp
@@ -65,6 +67,7 @@ class LlamaCppBackend:
         self.name = name or path.stem
         self.batch_size = max(1, batch_size)
         self.hardware_dollars_per_hour = hardware_dollars_per_hour
+        self.calibration = calibration  # stable prices (`llm-eff calibrate`); else wall time
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_parallel = self.batch_size
@@ -122,7 +125,7 @@ class LlamaCppBackend:
         wall = time.perf_counter() - start
         processed = sum(_tokens(r) for r in replies)
         rate = processed / wall if wall else 0.0
-        price = local_price(self.hardware_dollars_per_hour, rate)
+        price = batch_price(self.hardware_dollars_per_hour, rate, self.calibration)
         peak = peak_rss_bytes()
         out: list[list[Completion]] = [[] for _ in chats]
         for (i, _), reply in zip(jobs, replies, strict=True):

@@ -20,7 +20,8 @@ from llm_eff.backends.base import (
     peak_rss_bytes,
     truncate_at_stop,
 )
-from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
+from llm_eff.backends.calibration import Calibration, batch_price
+from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.types import Usage
 from llm_eff.models.registry import ModelRef, model_kinds
 
@@ -95,12 +96,14 @@ class TransformersBackend:
         hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
         model: Any = None,
         tokenizer: Any = None,
+        calibration: Calibration | None = None,
     ) -> None:
         import torch
 
         self.name = ref.name
         self.batch_size = batch_size
         self.hardware_dollars_per_hour = hardware_dollars_per_hour
+        self.calibration = calibration  # stable prices (`llm-eff calibrate`); else wall time
         if model is None:
             model, tokenizer = load_local(ref)
         if tokenizer.pad_token is None:
@@ -164,7 +167,7 @@ class TransformersBackend:
             lengths.append(n)
         total_tokens = (sum(prompt_tokens) * config.n + sum(lengths)) / copies  # processed
         rate = total_tokens / wall if wall else 0.0
-        price = local_price(self.hardware_dollars_per_hour, rate)
+        price = batch_price(self.hardware_dollars_per_hour, rate, self.calibration)
         peak = _peak_memory_bytes(self.device)
         results: list[list[Completion]] = []
         for i in range(len(chats)):

@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 
 from llm_eff.backends.base import Chat, Completion, GenerationConfig, check_chats
+from llm_eff.backends.calibration import Calibration, batch_price
 from llm_eff.core.errors import UserError
-from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, local_price
+from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.types import Usage
 
 
@@ -21,6 +22,7 @@ class VLLMBackend:
         model_path: str,
         name: str | None = None,
         hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
+        calibration: Calibration | None = None,
         **engine_args: object,
     ) -> None:
         try:
@@ -30,6 +32,7 @@ class VLLMBackend:
                 "the vLLM backend needs the extra: pip install 'llm-eff[vllm]'"
             ) from None
         self.name = name or model_path
+        self.calibration = calibration  # stable prices (`llm-eff calibrate`); else wall time
         self.llm = LLM(model=model_path, **engine_args)
         self.hardware_dollars_per_hour = hardware_dollars_per_hour
 
@@ -52,7 +55,8 @@ class VLLMBackend:
             len(o.prompt_token_ids) * config.n + sum(len(c.token_ids) for c in o.outputs)
             for o in outputs
         )
-        price = local_price(self.hardware_dollars_per_hour, total / wall if wall else 0.0)
+        rate = total / wall if wall else 0.0
+        price = batch_price(self.hardware_dollars_per_hour, rate, self.calibration)
         results = []
         for o in outputs:
             group = []

@@ -31,7 +31,16 @@ wall time):
     $ per 1M tokens = X / (3600 * measured tokens/s) * 1,000,000
 
 so an attempt costs its tokens at that rate. The default X is $0.10/hour (a small 2-vCPU
-cloud VM); pass your own with `llm-eff eval --hardware-price`.
+cloud VM); pass your own with `llm-eff eval --hardware-price`. This rate follows whatever else
+the machine is doing.
+
+Calibrated local models (source "calibrated@$X/h"): `llm-eff calibrate MODEL` measured the
+model's prefill and decode rates once on this machine, engine and batch size (best of a few
+quiet runs); an attempt then costs
+
+    prompt tokens * X / (3600 * prefill tokens/s) + completion tokens * X / (3600 * decode tokens/s)
+
+which depends on its tokens only, so reruns on a loaded or an idle machine cost the same.
 
 Reference solutions (source "reference") cost nothing. Cost-of-pass = mean $ per attempt /
 success rate (infinite when nothing passed); its interval is a 95% percentile bootstrap over
