@@ -310,8 +310,10 @@ def route_train_any(
     ] = None,
     k: Annotated[int, typer.Option(min=1, help="Neighbouring training tasks per prediction.")] = 10,
 ) -> None:
-    """Train the any-technique router: per task, the target with the lowest expected cost per
-    pass (use it as `llm-eff eval --system routed-any:OUT`)."""
+    """Train one router over any eval systems from run logs in which they all answered.
+
+    Per task it picks the target with the lowest expected cost per pass (within
+    --accuracy-floor); use it as `llm-eff eval --system routed-any:OUT` or in the proxy."""
     from evals.benchmarks import load_benchmark
     from evals.systems import parse_system
     from llm_eff.core.runlog import RunLog

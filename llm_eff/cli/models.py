@@ -82,10 +82,11 @@ def calibrate_command(
     rounds: Annotated[int, typer.Option(min=1, help="Runs; the fastest (quietest) is kept.")] = 3,
     new_tokens: Annotated[int, typer.Option(min=2, help="Tokens decoded per prompt.")] = 64,
 ) -> None:
-    """Measure a local model's prefill and decode rates on this machine (best of --rounds, so
-    run it when the machine is otherwise idle); evals of it on this engine and batch size are
-    then priced from their token counts at these rates, the same however loaded the machine
-    is. See `llm_eff/backends/calibration.py`."""
+    """Measure a local model's throughput once, for prices that do not follow machine load.
+
+    Times the model's prefill and decode rates on this machine (best of --rounds, so run it
+    when the machine is otherwise idle); evals of it on this engine and batch size are then
+    priced from their token counts at these rates. See `llm_eff/backends/calibration.py`."""
     from llm_eff.backends import choose_engine, make_backend
     from llm_eff.backends.calibration import calibrate, save_calibration
     from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
