@@ -73,7 +73,7 @@ def main() -> None:
     vectors = embed(outcomes.prompts)
     rates, per_pass = (
         passed.mean(axis=0),
-        [cost_of_pass(cost[:, j], passed[:, j]) for j in range(len(names))],
+        [cost_of_pass(cost[:, j].tolist(), passed[:, j].tolist()) for j in range(len(names))],
     )
     top = int(np.argmax(rates))  # the most accurate single system (first of ties)
     print(
@@ -110,7 +110,11 @@ def main() -> None:
             got = passed[np.arange(n), picks]
             spent = cost[np.arange(n), picks]
             results[label].append(
-                (got.mean(), cost_of_pass(spent, got), np.bincount(picks, minlength=len(names)))
+                (
+                    got.mean(),
+                    cost_of_pass(spent.tolist(), got.tolist()),
+                    np.bincount(picks, minlength=len(names)),
+                )
             )
     passing = np.where(passed > 0, cost, np.inf)
     oracle = np.where(passed.any(axis=1), passing.argmin(axis=1), cost.argmin(axis=1))
@@ -140,7 +144,7 @@ def main() -> None:
             f"{label}: {share:.0%} of the pass rate at {ratio:.0%} of the cost-of-pass: "
             f"{'meets' if meets else 'does not meet'} the claim"
         )
-    o_cop = cost_of_pass(o_cost, o_got)
+    o_cop = cost_of_pass(o_cost.tolist(), o_got.tolist())
     print(
         f"| oracle (cheapest system that passed) | {o_got.mean():.1%} | "
         f"{o_got.mean() / rates[top]:.0%} | "
