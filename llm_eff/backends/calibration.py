@@ -119,32 +119,40 @@ def calibrate(
     new_tokens: int = 64,
     progress: Any = None,
 ) -> Calibration:
-    """Measure `backend`'s prefill and decode rates on a batch of `batch_size` counting
-    prompts (different in every round, so no prompt cache helps), best of `rounds`."""
+    """Measure `backend`'s prefill and decode rates on batches of `batch_size` counting
+    prompts, best of `rounds`. Every call has prompts of its own, so no prompt cache helps: the
+    first call (one new token each) times prefill; the second decodes `new_tokens` and its
+    decoding time is its wall time less its prompts' prefill at the rate just measured."""
     from llm_eff.backends.base import GenerationConfig, user_chat
 
     if rounds < 1 or new_tokens < 2 or batch_size < 1:
         raise UserError("calibrate: rounds >= 1, new tokens >= 2 and batch size >= 1")
     prefill_best = decode_best = 0.0
-    for r in range(rounds):
-        chats = [
-            user_chat(COUNT_PROMPT.format(start=100 * (r * batch_size + i), end=10_000))
+
+    def batch(call: int) -> list[Any]:
+        return [
+            user_chat(COUNT_PROMPT.format(start=7 * (call * batch_size + i) + 1, end=10_000))
             for i in range(batch_size)
         ]
+
+    backend.generate(batch(2 * rounds), GenerationConfig(max_new_tokens=2))  # warm-up, untimed
+    for r in range(rounds):
         start = time.perf_counter()
-        first = backend.generate(chats, GenerationConfig(max_new_tokens=1))
+        first = backend.generate(batch(2 * r), GenerationConfig(max_new_tokens=1))
         prefill_s = time.perf_counter() - start
         start = time.perf_counter()
-        full = backend.generate(chats, GenerationConfig(max_new_tokens=new_tokens))
+        full = backend.generate(batch(2 * r + 1), GenerationConfig(max_new_tokens=new_tokens))
         full_s = time.perf_counter() - start
-        prompt = sum(g[0].usage.prompt_tokens for g in first)
-        decoded = sum(g[0].usage.completion_tokens for g in full) - len(chats)
-        if decoded < len(chats):
+        prefill_rate = sum(g[0].usage.prompt_tokens for g in first) / prefill_s
+        decoded = sum(g[0].usage.completion_tokens for g in full) - batch_size
+        if decoded < batch_size:
             raise UserError(f"calibrate: {model} stopped at once; it cannot be timed this way")
-        prefill_best = max(prefill_best, prompt / prefill_s)
-        decode_best = max(decode_best, decoded / max(full_s - prefill_s, 1e-9))
+        full_prefill_s = sum(g[0].usage.prompt_tokens for g in full) / prefill_rate
+        decode_rate = decoded / max(full_s - full_prefill_s, 1e-9)
+        prefill_best = max(prefill_best, prefill_rate)
+        decode_best = max(decode_best, decode_rate)
         if progress is not None:
-            progress(r + 1, rounds, prompt / prefill_s, decoded / max(full_s - prefill_s, 1e-9))
+            progress(r + 1, rounds, prefill_rate, decode_rate)
     return Calibration(
         model=model,
         engine=engine,
