@@ -36,25 +36,19 @@ import time
 from pathlib import Path
 
 import httpx
-from proxy_overhead import free_port, start, start_app, wait_up
+from proxy_overhead import APP_HEAD, free_port, start, start_app, wait_up
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-UPSTREAM_APP = """
+UPSTREAM_APP = (
+    """
 import hashlib, json
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        msg = await receive()
-        body += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
+"""
+    + APP_HEAD
+    + """\
     request = json.loads(body)
     prompt = request["messages"][-1]["content"]
     digest = hashlib.sha1(prompt.encode()).hexdigest()
@@ -68,6 +62,7 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
 """
+)
 PRICE = (2.5, 10.0)  # gpt-4o list price, $ per 1M prompt / completion tokens
 
 

@@ -39,7 +39,20 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-UPSTREAM_APP = """
+# the start of every benchmark upstream's ASGI app: the request body in `body`
+APP_HEAD = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+"""
+UPSTREAM_APP = (
+    """
 import asyncio, json, os
 DELAY = float(os.environ["UPSTREAM_DELAY_S"])
 BODY = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
@@ -52,16 +65,9 @@ LAST_BODY = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model
     "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}
 CHUNK = b"data: " + json.dumps(CHUNK_BODY).encode() + b"\\n\\n"
 LAST = b"data: " + json.dumps(LAST_BODY).encode() + b"\\n\\ndata: [DONE]\\n\\n"
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        msg = await receive()
-        body += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
+"""
+    + APP_HEAD
+    + """\
     await asyncio.sleep(DELAY)
     if b'"stream": true' in body or b'"stream":true' in body:
         await send({"type": "http.response.start", "status": 200,
@@ -73,6 +79,7 @@ async def app(scope, receive, send):
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": BODY})
 """
+)
 
 
 def free_port() -> int:
