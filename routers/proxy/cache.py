@@ -89,7 +89,8 @@ def _content(content: Any) -> Any:
 
 
 def _digest(value: Any) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # ASCII escapes: a lone surrogate (valid JSON, not encodable as UTF-8) hashes like the rest
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -116,9 +117,19 @@ def cache_key(scope: str, body: dict[str, Any], semantic: bool, any_temperature:
         semantic
         and isinstance(text, str)
         and 0 < len(text) <= SEMANTIC_MAX_CHARS
+        and _encodable(text)
         and (any_temperature or body.get("temperature") == 0)
     )
     return CacheKey(scope, exact, rest, text if usable else None)
+
+
+def _encodable(text: str) -> bool:
+    """Whether `text` is valid Unicode (a lone surrogate is valid JSON but not embeddable)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def scope_of(config: CacheConfig, key_id: str | None, token: str, admin: bool) -> str:
