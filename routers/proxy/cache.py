@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from routers.embedding import valid_unicode
 from routers.proxy.config import CacheConfig
 from routers.proxy.store import Database, hash_key
 
@@ -117,19 +118,10 @@ def cache_key(scope: str, body: dict[str, Any], semantic: bool, any_temperature:
         semantic
         and isinstance(text, str)
         and 0 < len(text) <= SEMANTIC_MAX_CHARS
-        and _encodable(text)
+        and valid_unicode(text)  # a lone surrogate would be embedded as U+FFFD
         and (any_temperature or body.get("temperature") == 0)
     )
     return CacheKey(scope, exact, rest, text if usable else None)
-
-
-def _encodable(text: str) -> bool:
-    """Whether `text` is valid Unicode (a lone surrogate is valid JSON but not embeddable)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def scope_of(config: CacheConfig, key_id: str | None, token: str, admin: bool) -> str:
