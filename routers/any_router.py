@@ -37,12 +37,14 @@ FORMAT = "llm-eff any-router 1"
 
 @dataclass
 class Choice:
-    """One decision: the target, and every target's predicted pass probability and cost."""
+    """One decision: the target, every target's predicted pass probability and cost, and the
+    targets' indices from best to worst by the router's rule (the first is `index`)."""
 
     target: str
     index: int
     pass_probability: list[float]
     cost: list[float]
+    ranking: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -159,10 +161,11 @@ class AnyRouter:
         if not self.targets:
             raise UserError("the any-technique router is not trained")
         p, c = self._predict(vectors)
-        picks = np.argmin(c - self.value * p, axis=1)
+        # stable: ties go to the earlier target, as argmin would
+        rankings = np.argsort(c - self.value * p, axis=1, kind="stable")
         return [
-            Choice(self.targets[i], int(i), p[q].tolist(), c[q].tolist())
-            for q, i in enumerate(picks)
+            Choice(self.targets[r[0]], int(r[0]), p[q].tolist(), c[q].tolist(), r.tolist())
+            for q, r in enumerate(rankings)
         ]
 
     def choose(self, texts: list[str]) -> list[Choice]:

@@ -104,11 +104,7 @@ def _any(
     """An any-technique router's choice: the target with the lowest `cost - value x P(pass)`
     among those whose upstream is within the cost cap."""
     choice = router.choose([request_text(body)])[0]
-    ranked = sorted(
-        range(len(router.targets)),
-        key=lambda i: (choice.cost[i] - router.value * choice.pass_probability[i], i),
-    )
-    for i in ranked:
+    for i in choice.ranking:
         upstream = proxy.upstreams[rc.targets[router.targets[i]]]
         if cap is None or price_per_m(upstream) <= cap:
             p = choice.pass_probability[i]
