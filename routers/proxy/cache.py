@@ -58,7 +58,8 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS response_cache (
 @dataclass
 class CacheKey:
     """A request's cache identity: the exact hash, the hash of everything but the last
-    message's text (semantic candidates must share it) and that text (None: no semantic),
+    message's text (semantic candidates must share it; '' when no semantic match is tried)
+    and that text (None: no semantic),
     with the text's embedding once a lookup has computed it (a store then reuses it)."""
 
     scope: str
@@ -108,12 +109,6 @@ def cache_key(scope: str, body: dict[str, Any], semantic: bool, any_temperature:
     exact = _digest(fields)
     last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
     text = last.get("content")
-    # semantic candidates share everything else, and the numbers of the text in order: an
-    # embedding barely tells "2 + 3" from "2 + 4", so a changed number is never a paraphrase
-    numbers = NUMBER.findall(text) if isinstance(text, str) else []
-    rest = _digest(
-        {**fields, "messages": [*messages[:-1], {**last, "content": None}], "numbers": numbers}
-    )
     usable = (
         semantic
         and isinstance(text, str)
@@ -121,7 +116,18 @@ def cache_key(scope: str, body: dict[str, Any], semantic: bool, any_temperature:
         and valid_unicode(text)  # a lone surrogate would be embedded as U+FFFD
         and (any_temperature or body.get("temperature") == 0)
     )
-    return CacheKey(scope, exact, rest, text if usable else None)
+    if not usable:  # exact mode, or no text to compare: no semantic group (and no 2nd hash)
+        return CacheKey(scope, exact, "", None)
+    # semantic candidates share everything else, and the numbers of the text in order: an
+    # embedding barely tells "2 + 3" from "2 + 4", so a changed number is never a paraphrase
+    rest = _digest(
+        {
+            **fields,
+            "messages": [*messages[:-1], {**last, "content": None}],
+            "numbers": NUMBER.findall(text),
+        }
+    )
+    return CacheKey(scope, exact, rest, text)
 
 
 def scope_of(config: CacheConfig, key_id: str | None, token: str, admin: bool) -> str:
