@@ -355,3 +355,25 @@ def test_hostile_bodies_never_break_the_cache(upstream, db, monkeypatch, mode):
                 assert reply.status_code == 200, reply.text
                 states.append(reply.headers["x-llm-eff-cache"])
             assert states == ["miss", "hit-exact"]
+
+
+def test_semantic_index_stays_bounded_under_eviction():
+    """Entries added and forgotten in turn (a full cache evicting) never grow the vector
+    matrix past a small multiple of the live entries, and lookups still find the live ones."""
+    import numpy as np
+
+    from routers.proxy.cache import _Vectors
+
+    group = _Vectors()
+    rng = np.random.default_rng(0)
+    vectors = {}
+    for i in range(2000):
+        vectors[f"d{i}"] = v = rng.standard_normal(16).astype(np.float32)
+        group.add(f"d{i}", v / np.linalg.norm(v))
+        if i >= 10:
+            group.remove(f"d{i - 10}")
+    assert len(group.rows) == 10 and len(group.matrix) <= 64
+    last = vectors["d1999"] / np.linalg.norm(vectors["d1999"])
+    assert group.best(last)[0] == "d1999"
+    group.remove("d1999")
+    assert group.best(last)[0] != "d1999"

@@ -157,7 +157,8 @@ def _embed(text: str) -> np.ndarray:
 
 class _Vectors:
     """The embeddings of one (scope, rest) group in a growing matrix; a forgotten entry's row
-    is zeroed (similarity 0, below any threshold) and its slot left unused."""
+    is zeroed (similarity 0, below any threshold) until the dead rows outnumber the live ones,
+    when the live rows are packed, so evictions never grow the matrix without bound."""
 
     def __init__(self) -> None:
         self.digests: list[str | None] = []
@@ -178,9 +179,15 @@ class _Vectors:
 
     def remove(self, digest: str) -> None:
         row = self.rows.pop(digest, None)
-        if row is not None:
-            self.matrix[row] = 0.0
-            self.digests[row] = None
+        if row is None:
+            return
+        self.matrix[row] = 0.0
+        self.digests[row] = None
+        if len(self.digests) > 2 * len(self.rows) + 8:
+            live = [d for d in self.digests if d is not None]
+            self.matrix = self.matrix[[self.rows[d] for d in live]]
+            self.digests = list(live)
+            self.rows = {d: i for i, d in enumerate(live)}
 
     def best(self, vector: np.ndarray) -> tuple[str | None, float]:
         if not self.rows:
