@@ -19,6 +19,7 @@ machine's runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_eff.core.errors import UserError
-from llm_eff.core.prices import Price
+from llm_eff.core.prices import Price, local_price
 
 COUNT_PROMPT = "Count from {start} to {end}, one number per line, and nothing else."
 
@@ -59,6 +60,7 @@ class Calibration:
         )
 
 
+@functools.lru_cache(maxsize=1)  # constant for the process; read once, not per backend
 def machine_id() -> str:
     """This machine's name in calibrations: host, CPU model and cores (and the GPU if any)."""
     cpu = platform.processor() or platform.machine()
@@ -170,8 +172,6 @@ def batch_price(
 ) -> Price:
     """A local batch's price: from the calibration when there is one, else from the batch's
     own measured throughput (`local_price`)."""
-    from llm_eff.core.prices import local_price
-
     if calibration is not None:
         return calibration.price(hardware_dollars_per_hour)
     return local_price(hardware_dollars_per_hour, tokens_per_s)
