@@ -9,6 +9,9 @@ Spec strings (the CLI's `--system`):
     MODEL:samples=5,temperature=0.8    5 independent attempts per task (for pass@k)
     MODEL:max_tokens=256,name=short    any of: samples, best_of, temperature, top_p,
                                        max_tokens, name, api_base, pipeline
+    MODEL:quant=int4                   a local model with its weights quantized (fp32, bf16,
+                                       fp16, int8, int4, nf4; llm_eff.models.quant); the
+                                       scheme becomes part of the model's name
     MODEL:pipeline=advanced            the benchmark's multi-call pipeline (Spider: basic,
                                        intermediate, advanced, cascade)
     KIND:BODY[:options]                a registered system kind (`llm-eff eval --help` lists
@@ -197,6 +200,7 @@ def parse_system(spec: str) -> SystemSpec:
         raise UserError(f"empty model in system spec '{spec}'")
     values: dict[str, Any] = {}
     extra: dict[str, Any] = {}
+    scheme = ""
     for item in filter(None, (o.strip() for o in options.split(","))):
         if item.startswith("best-of-"):
             key, raw = "best_of", item.removeprefix("best-of-")
@@ -211,8 +215,14 @@ def parse_system(spec: str) -> SystemSpec:
             values[key] = _convert(spec, key, _NUMERIC[key], raw)
         elif key in ("label", "api_base", "pipeline"):
             values[key] = raw
+        elif key == "quant" and kind is None:
+            scheme = raw
         else:
             raise UserError(f"system '{spec}': unknown option '{key}'")
+    if scheme:  # part of the model: `parse_model` resolves and checks it
+        from llm_eff.models.quant import split_quant
+
+        model = f"{model}:quant={split_quant(f'{model}:quant={scheme}')[1]}"
     if values.get("best_of", 1) > 1 and "temperature" not in values:
         values["temperature"] = BEST_OF_TEMPERATURE
     if values.get("samples", 1) < 1 or values.get("best_of", 1) < 1:

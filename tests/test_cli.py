@@ -64,7 +64,7 @@ def test_humaneval_reference_and_tiny_model_end_to_end(tmp_path: Path, humaneval
     rep = cli("report", str(run), "--out", str(report_dir))
     assert rep.returncode == 0, rep.stderr
     html = (report_dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5  # with the EfficientLLM axes
     assert "reference" in html and "tiny-llama" in html and "Cost-of-pass" in html
     md = (report_dir / "report.md").read_text()
     assert "Frontier cost-of-pass" in md and "local@$0.1/h" in md

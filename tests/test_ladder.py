@@ -117,6 +117,9 @@ def test_llamacpp_backend_follows_the_backend_contract() -> None:
         usage = group[0].usage  # llama.cpp's own timings, per answer
         assert 0 < usage.ttft_s < usage.latency_s and usage.batch_tokens_per_s > 0
         assert usage.tpot_s is None or 0 < usage.tpot_s < usage.latency_s
+        # EfficientLLM's axes: the file's own quantization and its size against 16 bits
+        assert usage.quant == "gguf-Q4_1" and 2.5 < usage.compression_rate < 4.0
+        assert 0 < usage.memory_utilization < 1 and 0 < usage.compute_utilization < 1
     assert greedy[1][0].usage.prompt_tokens > 20  # every turn reached the model's template
     alone = backend.generate([one], GenerationConfig(max_new_tokens=12))[0][0]
     assert alone.text == greedy[0][0].text  # batching does not change the answer

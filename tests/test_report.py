@@ -46,7 +46,7 @@ def test_report_contents(run_log: Path, tmp_path: Path):
     assert "| reference | 3 | 3 | 100.0%" in md
     assert "tiny-llama best-of-2" in md and "∞ (no pass)" in md
     assert "dominated" in md or "trade-off" in md  # TEP row against the first system
-    for plot in ("accuracy_vs_cost", "cost_of_pass", "tokens", "categories"):
+    for plot in ("accuracy_vs_cost", "cost_of_pass", "tokens", "categories", "efficiency"):
         (png,) = (tmp_path / "out" / "plots").glob(f"*-{plot}.png")
         assert png.stat().st_size > 1000
     html = files.html.read_text()

@@ -50,6 +50,12 @@ class SystemSummary:
     layers_per_attempt: float | None = None  # mean layers executed, for dynamic-depth models
     ttft_p50_s: float | None = None  # per answer: time to its first token, median
     tpot_p50_s: float | None = None  # per answer: time per output token after it, median
+    # EfficientLLM's axes (llm_eff.backends.efficiency); None where no backend measured them
+    quant: str | None = None  # the weight schemes its answers ran in
+    compression_rate: float | None = None  # median over answers
+    memory_utilization: float | None = None  # the highest: peak memory over capacity
+    compute_utilization: float | None = None  # median over answers
+    energy_j_per_attempt: float | None = None  # mean over the answers whose energy was read
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -96,6 +102,7 @@ def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) ->
         if a.passed and a.details.get("runtime_s") is not None
     ]
     layers = [a.usage.layers_executed for a in attempts if a.usage.layers_executed is not None]
+    axes = _efficiency(attempts)
     for a in attempts:
         categories[str(a.details.get("category") or "all")].append(a.passed)
         reasons[str(a.details.get("reason") or ("passed" if a.passed else "failed"))] += 1
@@ -130,7 +137,26 @@ def summarize_system(attempts: list[Attempt], ks: Sequence[int] = (1, 5, 10)) ->
         layers_per_attempt=sum(layers) / len(layers) if layers else None,
         ttft_p50_s=percentile(ttfts, 50) if ttfts else None,
         tpot_p50_s=percentile(tpots, 50) if tpots else None,
+        **axes,
     )
+
+
+def _efficiency(attempts: list[Attempt]) -> dict[str, float | str | None]:
+    """The summary's EfficientLLM fields from its attempts' usage."""
+
+    def values(name: str) -> list[float]:
+        return [v for a in attempts if (v := getattr(a.usage, name)) is not None]
+
+    compression, memory = values("compression_rate"), values("memory_utilization")
+    compute, energy = values("compute_utilization"), values("energy_j")
+    schemes = sorted({a.usage.quant for a in attempts if a.usage.quant})
+    return {
+        "quant": ", ".join(schemes) or None,
+        "compression_rate": percentile(compression, 50) if compression else None,
+        "memory_utilization": max(memory) if memory else None,
+        "compute_utilization": percentile(compute, 50) if compute else None,
+        "energy_j_per_attempt": sum(energy) / len(energy) if energy else None,
+    }
 
 
 def summarize(attempts: Iterable[Attempt], ks: Sequence[int] = (1, 5, 10)) -> list[SystemSummary]:

@@ -37,7 +37,19 @@ PLOTS = {
     "cost_of_pass": ("Cost-of-pass with 95% bootstrap interval", plots.cost_of_pass_bars),
     "tokens": ("Tokens per task", plots.tokens_per_task),
     "categories": ("Accuracy by category", plots.accuracy_by_category),
+    "efficiency": ("EfficientLLM's six axes, one panel each", plots.efficiency_axes),
 }
+
+EFFICIENCY_NOTE = (
+    "Local models only (API models are '-'). Memory utilization: peak memory (GPU memory, or "
+    "the process's peak RSS on CPU) over the device's capacity (GPU memory; RAM or the cgroup "
+    "limit). Compute utilization: useful FLOPs (2 × weights × tokens) per second of the batch "
+    "over the device's peak, measured by a matmul probe in the model's dtype. Energy: the "
+    "device's counter (NVML on NVIDIA GPUs, RAPL on CPU) over the batch, split over its answers "
+    "by their work; it includes anything else the device ran meanwhile; 'not measured' where "
+    "no counter was readable. Compression: the model's 16-bit size over the bytes its weights "
+    "occupy (fp32 is 0.5; embeddings left in float count)."
+)
 
 
 @dataclass
@@ -113,6 +125,43 @@ def summary_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[s
                     ["n/a" if s.layers_per_attempt is None else f"{s.layers_per_attempt:.1f}"]
                     * routed
                 ),
+            ]
+        )
+    return header, rows
+
+
+def efficiency_rows(summaries: list[SystemSummary]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the EfficientLLM table: the six axes per system."""
+    header = [
+        "system",
+        "weights",
+        "compression",
+        "peak memory",
+        "memory util.",
+        "compute util.",
+        "TTFT / TPOT p50",
+        "batch tokens/s",
+        "energy / task",
+    ]
+    rows = []
+    for s in summaries:
+        local = s.quant is not None or s.memory_utilization is not None
+        energy = (
+            f"{s.energy_j_per_attempt:,.2f} J"
+            if s.energy_j_per_attempt is not None
+            else ("not measured" if local else "-")
+        )
+        rows.append(
+            [
+                s.system,
+                s.quant or "-",
+                "-" if s.compression_rate is None else f"{s.compression_rate:.2f}x",
+                _mem(s.peak_memory_bytes) if local else "-",
+                _pct(s.memory_utilization) if s.memory_utilization is not None else "-",
+                _pct(s.compute_utilization) if s.compute_utilization is not None else "-",
+                _token_times(s),
+                f"{s.throughput_tokens_per_s:,.0f}" if local else "-",
+                energy,
             ]
         )
     return header, rows
@@ -194,6 +243,8 @@ def _sections(
                     "Systems that save tokens (dT < 0) and lose no accuracy dominate it.",
                 )
             )
+    if any(s.quant or s.memory_utilization is not None for s in summaries):
+        out.append(("EfficientLLM", *efficiency_rows(summaries), EFFICIENCY_NOTE))
     cats = sorted({c for s in summaries for c in s.by_category})
     out.append(
         (
@@ -293,6 +344,8 @@ def write_report(
         slug = "".join(ch if ch.isalnum() else "-" for ch in bench)
         for key, (caption, plot) in PLOTS.items():
             png = plot(group)
+            if png is None:  # nothing of its kind measured (e.g. no local model)
+                continue
             file = f"plots/{slug}-{key}.png"
             atomic_write(out / file, png)
             md += [f"![{caption}]({file})", ""]

@@ -173,3 +173,46 @@ def accuracy_by_category(summaries: list[SystemSummary]) -> bytes:
     ax.set_title("Accuracy by category")
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+EFFICIENCY_PANELS = (  # (title, value of a summary or None, unit scale, axis label)
+    ("memory utilization", lambda s: s.memory_utilization, 100.0, "% of capacity"),
+    ("compute utilization", lambda s: s.compute_utilization, 100.0, "% of peak FLOP/s"),
+    ("TPOT p50", lambda s: s.tpot_p50_s, 1000.0, "ms per token"),
+    ("batch throughput", lambda s: s.throughput_tokens_per_s if s.quant else None, 1.0, "tokens/s"),
+    ("energy per task", lambda s: s.energy_j_per_attempt, 1.0, "J"),
+    ("compression rate", lambda s: s.compression_rate, 1.0, "x (16-bit size / stored)"),
+)
+
+
+def efficiency_axes(summaries: list[SystemSummary]) -> bytes | None:
+    """Small multiples of the six EfficientLLM axes, one bar per local system (None when no
+    system is local); an axis nobody measured says so instead of drawing zeros."""
+    local = [s for s in summaries if s.quant or s.memory_utilization is not None]
+    if not local:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(10.5, 5.6))
+    names = [s.system for s in local]
+    for ax, (title, value, scale, unit) in zip(axes.flat, EFFICIENCY_PANELS, strict=True):
+        values = [value(s) for s in local]
+        ax.set_title(title, fontsize=9)
+        if all(v is None for v in values):
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        heights = [0.0 if v is None else v * scale for v in values]
+        ax.bar(range(len(names)), heights, color=[f"C{i % 10}" for i in range(len(names))])
+        for i, v in enumerate(values):
+            if v is None:
+                ax.text(i, 0, "n/m", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=7)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    return _png(fig)

