@@ -192,3 +192,44 @@ def test_tokenize_masks_the_prompt() -> None:
     answer = [i for i, lab in zip(ids, labels, strict=True) if lab != -100]
     assert tok.decode(answer) == "4" + tok.eos_token
     assert labels[0] == -100 and len(ids) == len(labels)
+
+
+def test_lora_trains_on_a_quantized_base(add_data: Path, tmp_path: Path) -> None:
+    """`--model tiny-llama:quant=nf4`: LoRA over bitsandbytes 4-bit layers, on CPU; the saved
+    adapter names its quantized base, and reloading it reproduces the trained logits."""
+    from llm_eff.peft.api import base_model_of
+
+    out = tmp_path / "nf4"
+    result = cli(
+        "finetune",
+        "--model",
+        "tiny-llama:quant=nf4",
+        "--data",
+        str(add_data),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--eval-limit",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--method",
+        "lora",
+        "--table",
+        str(tmp_path / "table.jsonl"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "reload reproduces the trained logits" in result.stdout
+    assert base_model_of(str(out)) == "tiny-llama:quant=nf4"
+    row = json.loads((tmp_path / "table.jsonl").read_text().splitlines()[-1])
+    assert row["model"] == "tiny-llama:quant=nf4"
+    from llm_eff.backends import make_backend
+    from llm_eff.backends.base import GenerationConfig, user_chat
+    from llm_eff.models import parse_model
+
+    backend = make_backend(parse_model(str(out)))  # the adapter, over its 4-bit base
+    answer = backend.generate([user_chat("What is 2 plus 3?")], GenerationConfig(4))[0][0]
+    assert answer.usage.quant == "nf4" and answer.usage.completion_tokens > 0

@@ -162,3 +162,24 @@ def test_a_conversation_reaches_the_model_whole(local_proxy):
     assert grown >= extra - len(upstream.tokenizer("blue")["input_ids"]) - 1
     answers = {ask(said)["choices"][0]["message"]["content"] for said in ("blue", "red", "green")}
     assert len(answers) > 1  # the earlier assistant turn changes the answer
+
+
+def test_a_quantized_local_upstream_answers(tmp_path: Path):
+    """`model: tiny-llama:quant=int4` serves through the proxy like the float model."""
+    config = parse_config(
+        {
+            "upstreams": {"q": {"kind": "local", "model": "tiny-llama:quant=int4"}},
+            "database_url": f"sqlite:///{tmp_path / 'spend.db'}",
+            "log_level": "warning",
+        }
+    )
+    app = create_app(config)
+    from optimum.quanto import QLinear
+
+    layer = app.proxy.upstreams["q"].model.get_submodule("model.layers.0.mlp.up_proj")
+    assert isinstance(layer, QLinear)
+    with serve_in_thread(app) as url:
+        body = {"model": "q", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    assert 1 <= r.json()["usage"]["completion_tokens"] <= 4

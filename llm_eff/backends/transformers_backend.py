@@ -32,10 +32,10 @@ from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.types import Usage
 from llm_eff.models.quant import (
     compression_rate,
-    float_scheme,
     grad_free,
     parameter_count,
     quantize,
+    scheme_of,
     weight_bytes,
 )
 from llm_eff.models.registry import ModelRef, model_kinds
@@ -131,7 +131,7 @@ class TransformersBackend:
         self.model.to(self.device)
         self.n_params = parameter_count(self.model)
         self.dtype = str(getattr(self.model, "dtype", torch.float32)).removeprefix("torch.")
-        self.quant = ref.quant or float_scheme(self.dtype)  # the weights' scheme, recorded
+        self.quant = scheme_of(self.model)  # the weights' scheme, recorded in every usage
         self.compression_rate = compression_rate(weight_bytes(self.model), self.n_params)
         self.memory_capacity = memory_capacity_bytes(self.device)
 

@@ -115,6 +115,18 @@ def float_scheme(dtype: Any) -> str:
     return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(name, name)
 
 
+def scheme_of(model: Any) -> str:
+    """The scheme a loaded model's weights are in, read from its layers (so a model whose base
+    was quantized, e.g. an adapter's, reports it too)."""
+    for module in model.modules():
+        qtype = getattr(module, "weight_qtype", None)  # optimum-quanto's QLinear
+        if qtype is not None:
+            return f"int{qtype.bits}"
+        if type(module).__name__ == "Linear4bit":  # bitsandbytes
+            return str(getattr(module.weight, "quant_type", "nf4"))
+    return float_scheme(getattr(model, "dtype", "float32"))
+
+
 def _to_nf4(model: Any) -> Any:
     """Every linear layer but the output head replaced by a bitsandbytes NF4 `Linear4bit`."""
     import bitsandbytes as bnb

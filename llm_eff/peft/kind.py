@@ -18,15 +18,17 @@ def parse(spec: str) -> ModelRef | None:
 
 
 def load(ref: ModelRef) -> tuple[Any, Any]:
-    """(base model with the adapter, the base's tokenizer); LoRA is folded into the weights."""
+    """(base model with the adapter, the base's tokenizer); LoRA is folded into the weights,
+    unless the base is quantized (`MODEL:quant=`): packed weights cannot take the update."""
     from llm_eff.backends.transformers_backend import load_local
     from llm_eff.models import parse_model
+    from llm_eff.models.quant import scheme_of
     from llm_eff.peft.api import base_model_of
     from llm_eff.peft.api import load as load_adapter
 
     base, tokenizer = load_local(parse_model(base_model_of(ref.path)))
     model = load_adapter(base, ref.path)
-    if hasattr(model, "merge_and_unload"):
+    if hasattr(model, "merge_and_unload") and scheme_of(base) in ("fp32", "bf16", "fp16"):
         model = model.merge_and_unload()
     return model, tokenizer
 
