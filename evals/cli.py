@@ -38,6 +38,7 @@ def eval_command(
             help="A system to run; "
             "repeat for several. MODEL[:opts], e.g. smollm2-135m, "
             "smollm2-135m:best-of-4, smollm2-135m:samples=5,temperature=0.8, "
+            "smollm2-135m:quant=int4 (weights in fp32|bf16|fp16|int8|int4|nf4), "
             "openai/gpt-4o-mini, hf:DIR, drllm:DIR, 'reference' (the reference solutions); "
             "Spider: sql-basic|sql-intermediate|sql-advanced|sql-cascade, routed:KIND (rules, "
             "knn, logistic, slm, dpo, random, oracle); any: cascade:WEAK>STRONG.",

@@ -26,7 +26,11 @@ def finetune_command(
     out: Annotated[Path, typer.Option(help="Directory to write the adapter (or model) to.")],
     method: Annotated[str, typer.Option(help=method_help())] = "lora",
     model: Annotated[
-        str, typer.Option(help="Base model: smollm2-135m, tiny-llama or hf:DIR.")
+        str,
+        typer.Option(
+            help="Base model: smollm2-135m, tiny-llama or hf:DIR; add :quant=int8|int4|nf4 "
+            "to train over quantized weights."
+        ),
     ] = "smollm2-135m",
     eval_data: Annotated[
         Path | None,

@@ -7,7 +7,7 @@ upstreams:
   vllm: {kind: openai, base_url: "http://gpu-box:8000/v1", model: Qwen/Qwen2.5-7B-Instruct,
          api_key_env: VLLM_KEY, prompt_per_m: 0.2, completion_per_m: 0.2,
          max_output_tokens: 8192}
-  local: {kind: local, model: smollm2-135m, max_output_tokens: 512}
+  local: {kind: local, model: smollm2-135m, max_output_tokens: 512}   # or smollm2-135m:quant=int8
 routers:
   rules: {kind: rules, strong: gpt4o-mini, weak: local}
   random: {kind: random, strong: gpt4o-mini, weak: local}
