@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llm_eff.core.types import Usage
 from routers.proxy import create_app, parse_config
 
 from .proxy_support import serve_in_thread
@@ -183,3 +184,57 @@ def test_a_quantized_local_upstream_answers(tmp_path: Path):
         r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
     assert r.status_code == 200, r.text
     assert 1 <= r.json()["usage"]["completion_tokens"] <= 4
+
+
+@pytest.fixture(scope="module")
+def llamacpp_proxy(tmp_path_factory):
+    """The embedded SmolLM2 GGUF on the llama.cpp engine (the default for it when installed)."""
+    from llm_eff.backends.llamacpp_backend import available
+
+    if not available():
+        pytest.skip("the llama.cpp engine (xllamacpp) is not installed")
+    db = tmp_path_factory.mktemp("llamacpp") / "spend.db"
+    config = parse_config(
+        {
+            "upstreams": {
+                "tiny": {"kind": "local", "model": "smollm2-135m", "max_output_tokens": 300}
+            },
+            "database_url": f"sqlite:///{db}",
+            "log_level": "warning",
+        }
+    )
+    app = create_app(config)
+    with serve_in_thread(app) as url:
+        yield url, app.proxy.upstreams["tiny"]
+
+
+def test_llamacpp_upstream_streams_as_it_decodes_and_bills(llamacpp_proxy):
+    url, upstream = llamacpp_proxy
+    assert type(upstream).__name__ == "LlamaCppUpstream"
+    arrivals, tokens = _stream(url, 200)
+    assert len(arrivals) >= 10 and 0 < tokens <= 200
+    if tokens >= 50:  # a long enough answer to see its tokens arrive over time
+        assert arrivals[0] < arrivals[-1] / 2, (arrivals[0], arrivals[-1])
+    r = _chat(url, 5000)  # above the upstream's cap of 300
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 300
+    assert r.json()["model"] == "smollm2-135m"  # not the server's file path
+    assert upstream.cost(Usage(prompt_tokens=10, completion_tokens=10, latency_s=1.0)).dollars > 0
+
+
+def test_llamacpp_upstream_stops_for_a_client_that_hangs_up(llamacpp_proxy):
+    url, upstream = llamacpp_proxy
+    prompt = "Count from 1 to 1000, one number per line."  # ~3 s of output at the cap of 300
+    body = {"model": "tiny", "messages": [{"role": "user", "content": prompt}]}
+    seen = []
+    with httpx.stream(
+        "POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=60
+    ) as r:
+        for line in r.iter_lines():
+            if '"content"' in line:
+                seen.append(line)
+            if len(seen) >= 3:
+                break  # hang up while 300 tokens are still to come
+    deadline = time.monotonic() + 1
+    while upstream.busy() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not upstream.busy()  # the slot stopped decoding for the gone client

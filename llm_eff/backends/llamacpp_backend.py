@@ -64,6 +64,7 @@ class LlamaCppBackend:
         context: int = DEFAULT_CONTEXT,
         threads: int | None = None,
         calibration: Calibration | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         try:
             import xllamacpp
@@ -83,7 +84,11 @@ class LlamaCppBackend:
         cores = threads or len(os.sched_getaffinity(0))
         params.cpuparams.n_threads = cores
         params.cpuparams_batch.n_threads = cores
-        params.api_keys = [secrets.token_hex(16)]  # the loopback port it opens is not public
+        if max_tokens:  # the server's own cap on every request's output
+            params.n_predict = max_tokens
+        self.api_key = secrets.token_hex(16)
+        params.api_keys = [self.api_key]  # the loopback port it opens is not public
+        params.model_alias = {self.name}  # answers name the model, not the file's path
         params.ui = False
         params.verbosity = -1
         try:
@@ -91,6 +96,9 @@ class LlamaCppBackend:
         except Exception as exc:  # noqa: BLE001 - llama.cpp reports a bad file this way
             raise UserError(f"llama.cpp could not load {path}: {exc}") from None
         self.n_params = gguf_parameters(path)
+        # the server's OpenAI-compatible HTTP API on loopback (the proxy streams through it)
+        address = str(self.server.listening_address)  # "http://127.0.0.1:PORT"
+        self.base_url = (address if "://" in address else f"http://{address}") + "/v1"
         self.quant = gguf_scheme(path)  # e.g. gguf-Q4_1: the file's own quantization
         self.compression_rate = compression_rate(path.stat().st_size, self.n_params)
         self.memory_capacity = memory_capacity_bytes("cpu")

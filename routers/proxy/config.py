@@ -78,6 +78,8 @@ class UpstreamConfig(_Strict):
     completion_per_m: float | None = Field(None, ge=0)
     max_output_tokens: int | None = Field(None, ge=1)  # else LiteLLM's model info, else default
     max_concurrency: int = Field(8, ge=1)  # local kind: requests decoded together
+    # local kind: llama.cpp or transformers; auto = llama.cpp for GGUF models when installed
+    engine: Literal["auto", "transformers", "llamacpp"] = "auto"
 
     @model_validator(mode="after")
     def _needs_url(self) -> UpstreamConfig:

@@ -1,5 +1,14 @@
-"""A local transformers model as a proxy upstream, served by transformers' continuous batching.
+"""Local models as proxy upstreams: a GGUF model on llama.cpp, or any local model on
+transformers' continuous batching (`engine:` in the upstream's config; `auto` picks llama.cpp
+for GGUF models when the `llamacpp` extra is installed, as `llm-eff eval` does).
 
+llama.cpp (`LlamaCppUpstream`): the in-process llama.cpp server's own OpenAI-compatible API on
+a loopback port with a random key, reached as any OpenAI-compatible upstream is, so its tokens
+stream as they are decoded, `max_concurrency` parallel slots batch requests continuously, the
+server caps each request's output (`max_output_tokens`) and a client that hangs up closes the
+connection, which stops the slot's generation.
+
+transformers (`LocalUpstream`):
 Requests that arrive while others decode join the running batch at the next step, so a short
 request is not stuck behind a long one; tokens stream to the client as they are generated.
 Each request's output is capped (`max_output_tokens`, default 512), its time too
@@ -23,14 +32,85 @@ from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR, Price, local_
 from llm_eff.core.types import Cost, Usage
 from routers.proxy.billing import Delivered
 from routers.proxy.config import UpstreamConfig
-from routers.proxy.upstreams import Upstream, UpstreamError
+from routers.proxy.upstreams import OpenAIUpstream, Upstream, UpstreamError
 
 DEFAULT_LOCAL_MAX_TOKENS = 512
 PROMPT_TOKENS = 2048  # the longest prompt a local upstream accepts
 PAGE_SIZE = 256
 
 
-class LocalUpstream(Upstream):
+class HardwareTime:
+    """How a local upstream bills: hardware time over the tokens/s a call achieved."""
+
+    def _price(self) -> Price:
+        return Price(0.0, 0.0, "local")
+
+    def worst_cost(self, worst: Usage) -> float:
+        """Hardware time is billed: at most the whole timeout's worth of it."""
+        return DEFAULT_HARDWARE_DOLLARS_PER_HOUR * self.lease_s() / 3600  # type: ignore[attr-defined]
+
+    def cost(self, usage: Usage) -> Cost:
+        """Hardware time: $/hour over the tokens/s this call achieved (see llm_eff.core.prices)."""
+        rate = usage.total_tokens / usage.latency_s if usage.latency_s else 0.0
+        return local_price(DEFAULT_HARDWARE_DOLLARS_PER_HOUR, rate).cost(usage)
+
+
+def make_local_upstream(config: UpstreamConfig, max_body_bytes: int) -> Upstream:
+    """The upstream for a `kind: local` entry, on the engine its config chooses."""
+    from llm_eff.backends import choose_engine
+    from llm_eff.models import parse_model
+
+    engine = choose_engine(parse_model(config.model), config.engine)
+    if engine == "llamacpp":
+        return LlamaCppUpstream(config, max_body_bytes)
+    if engine != "transformers":
+        raise UserError(f"local upstream '{config.name}': engine {engine} is not served locally")
+    return LocalUpstream(config)
+
+
+class LlamaCppUpstream(HardwareTime, OpenAIUpstream):
+    """A GGUF model on llama.cpp's server, in-process, reached over loopback HTTP."""
+
+    def __init__(self, config: UpstreamConfig, max_body_bytes: int = 16_000_000) -> None:
+        from llm_eff.backends import gguf_file
+        from llm_eff.backends.llamacpp_backend import LlamaCppBackend
+        from llm_eff.models import parse_model
+
+        ref = parse_model(config.model)
+        gguf = gguf_file(ref)
+        if gguf is None:
+            raise UserError(f"local upstream '{config.name}': {config.model} is not a GGUF model")
+        cap = config.max_output_tokens or DEFAULT_LOCAL_MAX_TOKENS
+        self.engine = LlamaCppBackend(
+            gguf,
+            ref.name,
+            batch_size=config.max_concurrency,
+            context=cap + PROMPT_TOKENS,
+            max_tokens=cap,
+        )
+        super().__init__(
+            config.model_copy(update={"base_url": self.engine.base_url}), max_body_bytes
+        )
+        self.headers["Authorization"] = f"Bearer {self.engine.api_key}"
+        self.cap = cap
+
+    def max_output(self) -> int | None:
+        """The output cap the proxy sends when a request sets none (the server's own cap)."""
+        return self.cap
+
+    def busy(self) -> bool:
+        """Whether any of the server's slots is decoding (its `/slots` endpoint)."""
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.engine.base_url.removesuffix("/v1") + "/slots",
+            headers={"Authorization": f"Bearer {self.engine.api_key}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310 - loopback
+            return any(slot.get("is_processing") for slot in json.loads(reply.read()))
+
+
+class LocalUpstream(HardwareTime, Upstream):
     """A local HF causal LM (e.g. smollm2-135m) answering in-process, continuously batched."""
 
     def __init__(self, config: UpstreamConfig, model: Any = None, tokenizer: Any = None) -> None:
@@ -89,18 +169,6 @@ class LocalUpstream(Upstream):
             if error is not None:
                 raise UserError(f"local upstream '{self.name}' failed to start: {error}")
         raise UserError(f"local upstream '{self.name}': the model did not answer in 300 s")
-
-    def _price(self) -> Price:
-        return Price(0.0, 0.0, "local")
-
-    def worst_cost(self, worst: Usage) -> float:
-        """Hardware time is billed: at most the whole timeout's worth of it."""
-        return DEFAULT_HARDWARE_DOLLARS_PER_HOUR * self.lease_s() / 3600
-
-    def cost(self, usage: Usage) -> Cost:
-        """Hardware time: $/hour over the tokens/s this call achieved (see llm_eff.core.prices)."""
-        rate = usage.total_tokens / usage.latency_s if usage.latency_s else 0.0
-        return local_price(DEFAULT_HARDWARE_DOLLARS_PER_HOUR, rate).cost(usage)
 
     def _encode(self, messages: list[dict[str, Any]]) -> list[int]:
         chat = [

@@ -319,7 +319,7 @@ def make_upstream(config: UpstreamConfig, max_body_bytes: int = 16_000_000) -> U
     if config.kind == "openai":
         return OpenAIUpstream(config, max_body_bytes)
     if config.kind == "local":
-        from routers.proxy.local import LocalUpstream
+        from routers.proxy.local import make_local_upstream
 
-        return LocalUpstream(config)
+        return make_local_upstream(config, max_body_bytes)
     return LiteLLMUpstream(config, max_body_bytes)
