@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -123,27 +122,6 @@ def worker(model: str, scheme: str, limit: int, max_tokens: int, batch_size: int
     }
 
 
-def _machine() -> str:
-    """Host, CPU model, cores and GPU: which machine ran the table."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = "no GPU"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return f"{platform.node()}, {cpu}, {len(os.sched_getaffinity(0))} cores, {gpu}"
-
-
 def _fmt(value: float | None, spec: str, scale: float = 1.0, unit: str = "") -> str:
     return "-" if value is None else f"{value * scale:{spec}}{unit}"
 
@@ -195,7 +173,9 @@ def main() -> None:
 
 def _print(rows: list[dict], args: argparse.Namespace) -> None:
     """The table, then the claim checked for each model."""
-    print(f"\nmachine: {_machine()}; device: {rows[0]['device']}")
+    from llm_eff.backends.calibration import machine_id
+
+    print(f"\nmachine: {machine_id()}; device: {rows[0]['device']}")
     print(
         f"efficiency benchmark, first {args.limit} tasks, greedy, max {args.max_tokens} tokens, "
         f"batch {args.batch_size}; perplexity of all 24 reference solutions given the prompt; "

@@ -52,6 +52,29 @@ def test_a_plan_generates_the_same_with_and_without_the_kv_cache() -> None:
     assert torch.equal(cached, plain)
 
 
+def test_a_plan_with_repeats_runs_on_qwen2_whose_layers_have_attention_kinds() -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    model = Qwen2ForCausalLM(config).eval()
+    ids = torch.randint(0, 300, (2, 6))
+    with torch.no_grad(), apply_plan(model, [2, 2, 1, 0]):  # 5 layers run from 4
+        cached = model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        plain = model.generate(
+            ids, max_new_tokens=4, do_sample=False, pad_token_id=0, use_cache=False
+        )
+    assert torch.equal(cached, plain)
+    assert len(model.config.layer_types) == 4 and model.config.num_hidden_layers == 4
+
+
 def test_routed_prefill_matches_running_the_plan_and_routers_start_at_full_depth() -> None:
     model, _ = tiny_llama(layers=4)
     routed = DrLLM(model, "tiny-llama")

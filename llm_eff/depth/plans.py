@@ -79,10 +79,16 @@ def apply_plan(model: nn.Module, plan: Sequence[int]) -> Iterator[nn.Module]:
     inner: Any = model.model
     config = model.config
     saved_depth = config.num_hidden_layers
+    # per-layer attention kinds (Qwen2, Mistral: full or sliding) follow their layers
+    saved_types = getattr(config, "layer_types", None)
     inner.layers = nn.ModuleList(_slot_copy(layers[i], slot) for slot, i in enumerate(order))
     config.num_hidden_layers = len(order)
+    if saved_types is not None:
+        config.layer_types = [saved_types[i] for i in order]
     try:
         yield model
     finally:
         inner.layers = layers
         config.num_hidden_layers = saved_depth
+        if saved_types is not None:
+            config.layer_types = saved_types
