@@ -18,6 +18,7 @@ TEXTS = [
 ]
 
 
+@pytest.mark.slow  # ~50 s / ~15 s of CPU: opt-in to keep the default run under 10 minutes
 def test_onnx_encoders_match_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("LLM_EFF_CACHE", str(tmp_path))
     embedding._session.cache_clear()  # sessions opened earlier point at another cache

@@ -209,6 +209,7 @@ def test_outcomes_from_run_log_attempts_carry_measured_costs():
         outcomes_from_attempts(rows, prompts, ["strong", "nobody"])
 
 
+@pytest.mark.slow  # ~50 s / ~15 s of CPU: opt-in to keep the default run under 10 minutes
 def test_route_bench_trains_on_one_outcome_set_and_scores_another(tmp_path: Path):
     """`--test-data`: out-of-domain scoring (two subjects train, two others test); a test set
     without the strong model's column is refused with one clear line."""
