@@ -84,7 +84,8 @@ def _transformers(model: str, dtype: str, batches: list[int], p: int, n: int) ->
 
 
 def _llamacpp_batch(model: str, b: int, p: int, n: int) -> tuple[float, dict]:
-    """(load seconds, {prefill, decode}) of one llama.cpp server with `b` parallel slots."""
+    """(load seconds, {prefill, decode, server_rss_gb}) of one llama.cpp server with `b`
+    parallel slots (a child process: its peak memory is read before it stops)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from llm_eff.backends import gguf_file
@@ -102,11 +103,14 @@ def _llamacpp_batch(model: str, b: int, p: int, n: int) -> tuple[float, dict]:
         bodies = [{**base, "messages": c} for c in chats]
         t = time.perf_counter()
         with ThreadPoolExecutor(max_workers=b) as pool:
-            replies = list(pool.map(server.handle_chat_completions, bodies))
+            replies = list(pool.map(server.chat, bodies))
         prompt_tokens = sum(r["usage"]["prompt_tokens"] for r in replies)
         timings.append((time.perf_counter() - t, prompt_tokens))
     _, (first, prompt_tokens), (whole, _) = timings
-    return load_s, {"prefill": prompt_tokens / first, "decode": b * (n - 1) / (whole - first)}
+    server_rss_gb = server.peak_rss_bytes() / 1024**3
+    server.close()
+    rates = {"prefill": prompt_tokens / first, "decode": b * (n - 1) / (whole - first)}
+    return load_s, {**rates, "server_rss_gb": server_rss_gb}
 
 
 def _llamacpp(model: str, batches: list[int], p: int, n: int) -> dict:
@@ -124,7 +128,9 @@ def _child(args: argparse.Namespace) -> None:
     else:
         dtype = args.one_engine.split("-")[1]
         result = _transformers(args.one_model, dtype, batches, args.prompt_tokens, args.new_tokens)
-    result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    servers = [v.pop("server_rss_gb") for v in result.values() if isinstance(v, dict)]
+    result["peak_rss_gb"] = own + max(servers, default=0.0)  # llama.cpp serves in a child
     print("RESULT " + json.dumps(result))
 
 

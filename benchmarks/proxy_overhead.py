@@ -151,7 +151,7 @@ async def burst(
                     async with session.post(f"{url}/chat/completions", data=body) as r:
                         await r.read()
                         status, overhead = r.status, r.headers.get("x-llm-eff-overhead-ms")
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     errors += 1
                     continue
                 if status != 200:

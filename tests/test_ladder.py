@@ -8,6 +8,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -132,3 +133,44 @@ def test_llamacpp_backend_follows_the_backend_contract() -> None:
     assert all(c.usage.completion_tokens > 0 for c in sampled)
     with pytest.raises(TypeError, match="user_chat"):
         backend.generate(["a bare string"], GenerationConfig(max_new_tokens=2))
+
+
+@pytest.mark.skipif(not available(), reason=NO_ENGINE)
+def test_llamacpp_serves_in_a_child_that_dies_with_its_parent(tmp_path: Path) -> None:
+    """The server is a process of its own (its memory is counted in the answer's peak), a file
+    that is not a GGUF is one clear error, and a parent killed by SIGKILL leaves no server."""
+    from llm_eff.backends.llamacpp_backend import LlamaCppBackend
+
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"GGUF" + os.urandom(4096))
+    with pytest.raises(UserError, match="llama.cpp could not load"):
+        LlamaCppBackend(bad, batch_size=1)
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from llm_eff.backends import make_backend\n"
+            "from llm_eff.models import parse_model\n"
+            "b = make_backend(parse_model('smollm2-135m'), batch_size=1)\n"
+            "print(b.server.process.pid, b.server.peak_rss_bytes(), flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        child, rss = (int(x) for x in parent.stdout.readline().split())
+        assert child != parent.pid and rss > 50 * 2**20  # the model's weights live there
+        assert Path(f"/proc/{child}").exists()
+    finally:
+        parent.kill()
+        parent.wait()
+    gone = False
+    for _ in range(100):  # its stdin closed with the parent: it exits on its own
+        status = Path(f"/proc/{child}/status")
+        gone = not status.exists() or "State:\tZ" in status.read_text()
+        if gone:
+            break
+        time.sleep(0.05)
+    assert gone

@@ -16,14 +16,9 @@ workload call takes milliseconds on a laptop core.
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser as the tomli package
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import platform
 import re
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,7 @@ def calibrate(
         prefill_tokens_per_s=prefill_best,
         decode_tokens_per_s=decode_best,
         machine=machine_id(),
-        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         rounds=rounds,
     )
 

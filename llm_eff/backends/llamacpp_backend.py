@@ -1,13 +1,15 @@
 """llama.cpp: the fast CPU engine for GGUF models (optional extra: `pip install llm-eff[llamacpp]`).
 
-It runs on `xllamacpp`, a prebuilt wheel (MIT) that embeds llama.cpp's server in-process, with
-no build step. Chats are answered by the server's chat-completions handler, so each GGUF's own
-chat template applies; `batch_size` parallel slots decode concurrently (continuous batching),
-fed from a thread pool. n samples are n requests with seeds `seed + j` (greedy decodes once and
-copies the answer n times, as `TransformersBackend` does). Token counts and timings come from
-the server's own reply. The server also listens on a loopback port; it is given a random API
-key, so other local processes cannot use it. Cost is hardware time, as for every local model:
-$/hour over the tokens/s measured for the batch.
+It runs on `xllamacpp`, a prebuilt wheel (MIT) that embeds llama.cpp's server, with no build
+step; the server runs in a child process of its own (`llamacpp_server`: PyTorch's OpenMP team
+in the same process slowed its decoding 2.5x). Chats are answered by the server's
+chat-completions endpoint, so each GGUF's own chat template applies; `batch_size` parallel
+slots decode concurrently (continuous batching), fed from a thread pool. n samples are n
+requests with seeds `seed + j` (greedy decodes once and copies the answer n times, as
+`TransformersBackend` does). Token counts and timings come from the server's own reply. The
+server listens on a loopback port with a random API key, so other local processes cannot use
+it. Cost is hardware time, as for every local model: $/hour over the tokens/s measured for the
+batch.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from llm_eff.backends.efficiency import (
     shares,
     utilization,
 )
+from llm_eff.backends.llamacpp_server import LlamaCppProcess
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.types import Usage
@@ -53,7 +56,7 @@ def gguf_parameters(path: str | Path) -> int:
 
 
 class LlamaCppBackend:
-    """A GGUF model served in-process by llama.cpp behind the `Backend` protocol."""
+    """A GGUF model served by llama.cpp (a child process) behind the `Backend` protocol."""
 
     def __init__(
         self,
@@ -66,10 +69,8 @@ class LlamaCppBackend:
         calibration: Calibration | None = None,
         max_tokens: int | None = None,
     ) -> None:
-        try:
-            import xllamacpp
-        except ImportError:
-            raise UserError(f"the llama.cpp engine is not installed: {INSTALL_HINT}") from None
+        if not available():
+            raise UserError(f"the llama.cpp engine is not installed: {INSTALL_HINT}")
         path = Path(gguf)
         if not path.is_file():
             raise UserError(f"no GGUF file at {path}")
@@ -77,28 +78,17 @@ class LlamaCppBackend:
         self.batch_size = max(1, batch_size)
         self.hardware_dollars_per_hour = hardware_dollars_per_hour
         self.calibration = calibration  # stable prices (`llm-eff calibrate`); else wall time
-        params = xllamacpp.CommonParams()
-        params.model.path = str(path)
-        params.n_parallel = self.batch_size
-        params.n_ctx = context * self.batch_size
-        cores = threads or len(os.sched_getaffinity(0))
-        params.cpuparams.n_threads = cores
-        params.cpuparams_batch.n_threads = cores
-        if max_tokens:  # the server's own cap on every request's output
-            params.n_predict = max_tokens
-        self.api_key = secrets.token_hex(16)
-        params.api_keys = [self.api_key]  # the loopback port it opens is not public
-        params.model_alias = {self.name}  # answers name the model, not the file's path
-        params.ui = False
-        params.verbosity = -1
-        try:
-            self.server = xllamacpp.Server(params)
-        except Exception as exc:  # noqa: BLE001 - llama.cpp reports a bad file this way
-            raise UserError(f"llama.cpp could not load {path}: {exc}") from None
+        self.server = LlamaCppProcess(
+            path,
+            self.name,
+            parallel=self.batch_size,
+            context=context,
+            threads=threads or len(os.sched_getaffinity(0)),
+            max_tokens=max_tokens,
+        )
+        self.api_key = self.server.api_key
         self.n_params = gguf_parameters(path)
-        # the server's OpenAI-compatible HTTP API on loopback (the proxy streams through it)
-        address = str(self.server.listening_address)  # "http://127.0.0.1:PORT"
-        self.base_url = (address if "://" in address else f"http://{address}") + "/v1"
+        self.base_url = self.server.base_url  # its OpenAI-compatible API (the proxy streams it)
         self.quant = gguf_scheme(path)  # e.g. gguf-Q4_1: the file's own quantization
         self.compression_rate = compression_rate(path.stat().st_size, self.n_params)
         self.memory_capacity = memory_capacity_bytes("cpu")
@@ -117,10 +107,7 @@ class LlamaCppBackend:
         if seed is not None:
             body["seed"] = seed
         start = time.perf_counter()
-        try:
-            reply = self.server.handle_chat_completions(body)
-        except Exception as exc:  # noqa: BLE001 - the server rejects a request by raising
-            reply = {"error": {"message": str(exc)}}
+        reply = self.server.chat(body)
         reply["_wall"] = time.perf_counter() - start
         return reply
 
@@ -145,7 +132,7 @@ class LlamaCppBackend:
         processed = [_tokens(r) for r in replies]
         rate = sum(processed) / wall if wall else 0.0
         price = batch_price(self.hardware_dollars_per_hour, rate, self.calibration)
-        peak = peak_rss_bytes()
+        peak = peak_rss_bytes() + self.server.peak_rss_bytes()  # this process and the server
         axes = {
             "batch_tokens_per_s": rate,
             "quant": self.quant,

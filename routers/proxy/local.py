@@ -2,8 +2,9 @@
 transformers' continuous batching (`engine:` in the upstream's config; `auto` picks llama.cpp
 for GGUF models when the `llamacpp` extra is installed, as `llm-eff eval` does).
 
-llama.cpp (`LlamaCppUpstream`): the in-process llama.cpp server's own OpenAI-compatible API on
-a loopback port with a random key, reached as any OpenAI-compatible upstream is, so its tokens
+llama.cpp (`LlamaCppUpstream`): llama.cpp's server (a child process, see
+llm_eff.backends.llamacpp_server) and its own OpenAI-compatible API on a loopback port with a
+random key, reached as any OpenAI-compatible upstream is, so its tokens
 stream as they are decoded, `max_concurrency` parallel slots batch requests continuously, the
 server caps each request's output (`max_output_tokens`) and a client that hangs up closes the
 connection, which stops the slot's generation.
@@ -69,7 +70,7 @@ def make_local_upstream(config: UpstreamConfig, max_body_bytes: int) -> Upstream
 
 
 class LlamaCppUpstream(HardwareTime, OpenAIUpstream):
-    """A GGUF model on llama.cpp's server, in-process, reached over loopback HTTP."""
+    """A GGUF model on llama.cpp's server (a child process), reached over loopback HTTP."""
 
     def __init__(self, config: UpstreamConfig, max_body_bytes: int = 16_000_000) -> None:
         from llm_eff.backends import gguf_file
@@ -108,6 +109,11 @@ class LlamaCppUpstream(HardwareTime, OpenAIUpstream):
         )
         with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310 - loopback
             return any(slot.get("is_processing") for slot in json.loads(reply.read()))
+
+    async def aclose(self) -> None:
+        """Close the connection pool, then stop the llama.cpp server process."""
+        await super().aclose()
+        await asyncio.to_thread(self.engine.server.close)
 
 
 class LocalUpstream(HardwareTime, Upstream):
@@ -206,9 +212,10 @@ class LocalUpstream(HardwareTime, Upstream):
         try:
             while True:
                 remaining = deadline - time.monotonic()
-                try:
-                    result = await asyncio.wait_for(queue.get(), max(remaining, 0.001))
-                except asyncio.TimeoutError:
+                try:  # not wait_for: on Python 3.11 it can swallow a hang-up's cancellation
+                    async with asyncio.timeout(max(remaining, 0.001)):
+                        result = await queue.get()
+                except TimeoutError:
                     raise UpstreamError(f"{self.name}: timed out", 504) from None
                 if result.error:
                     raise UpstreamError(f"{self.name}: {result.error}", 502)
@@ -260,15 +267,15 @@ class LocalUpstream(HardwareTime, Upstream):
         async for delta, prompt, generated, reason in self._tokens(body):  # noqa: B007
             if delta:
                 out.texts.append(delta)
+            # the exact count so far: a client that hangs up is billed for what was generated
+            out.usage = Usage(
+                prompt_tokens=prompt,
+                completion_tokens=generated,
+                latency_s=time.perf_counter() - start,
+                model=self.config.model,
+            )
             choice = {"index": 0, "delta": {"content": delta}, "finish_reason": reason or None}
             yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n".encode()
-        usage = Usage(
-            prompt_tokens=prompt,
-            completion_tokens=generated,
-            latency_s=time.perf_counter() - start,
-            model=self.config.model,
-        )
-        out.usage = usage
         counts = {
             "prompt_tokens": prompt,
             "completion_tokens": generated,

@@ -10,7 +10,6 @@ malformed answers, which the proxy retries and then sends to the fallbacks.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -206,7 +205,7 @@ class OpenAIUpstream(Upstream):
                     text = (await resp.content.read(300)).decode(errors="replace")
                     raise _status_error(self.name, resp.status, text)
                 raw = await _read_capped(resp, self.max_body_bytes, self.name)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(f"{self.name}: timed out", 504) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"{self.name}: {type(exc).__name__}", 502) from None
@@ -238,7 +237,7 @@ class OpenAIUpstream(Upstream):
                 except BaseException:
                     resp.close()  # drop the connection: the upstream stops generating
                     raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(f"{self.name}: timed out", 504) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"{self.name}: {type(exc).__name__}", 502) from None
