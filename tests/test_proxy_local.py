@@ -8,6 +8,7 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,14 +20,13 @@ from routers.proxy import create_app, parse_config
 from .proxy_support import serve_in_thread
 
 
-@pytest.fixture(scope="module")
-def local_proxy(tmp_path_factory):
-    db = tmp_path_factory.mktemp("local") / "spend.db"
+@contextmanager
+def _local_proxy(folder: Path, model: str, cap: int):
+    """The proxy on loopback with one local upstream `tiny`: (URL, upstream, spend DB)."""
+    db = folder / "spend.db"
     config = parse_config(
         {
-            "upstreams": {
-                "tiny": {"kind": "local", "model": "tiny-llama", "max_output_tokens": 1500}
-            },
+            "upstreams": {"tiny": {"kind": "local", "model": model, "max_output_tokens": cap}},
             "database_url": f"sqlite:///{db}",
             "log_level": "warning",
         }
@@ -34,6 +34,12 @@ def local_proxy(tmp_path_factory):
     app = create_app(config)
     with serve_in_thread(app) as url:
         yield url, app.proxy.upstreams["tiny"], db
+
+
+@pytest.fixture(scope="module")
+def local_proxy(tmp_path_factory):
+    with _local_proxy(tmp_path_factory.mktemp("local"), "tiny-llama", 1500) as served:
+        yield served
 
 
 def _chat(url: str, max_tokens: int, **extra) -> httpx.Response:
@@ -216,19 +222,8 @@ def llamacpp_proxy(tmp_path_factory):
 
     if not available():
         pytest.skip("the llama.cpp engine (xllamacpp) is not installed")
-    db = tmp_path_factory.mktemp("llamacpp") / "spend.db"
-    config = parse_config(
-        {
-            "upstreams": {
-                "tiny": {"kind": "local", "model": "smollm2-135m", "max_output_tokens": 300}
-            },
-            "database_url": f"sqlite:///{db}",
-            "log_level": "warning",
-        }
-    )
-    app = create_app(config)
-    with serve_in_thread(app) as url:
-        yield url, app.proxy.upstreams["tiny"]
+    with _local_proxy(tmp_path_factory.mktemp("llamacpp"), "smollm2-135m", 300) as served:
+        yield served[:2]
 
 
 def test_llamacpp_upstream_streams_as_it_decodes_and_bills(llamacpp_proxy):
