@@ -83,9 +83,9 @@ def _transformers(model: str, dtype: str, batches: list[int], p: int, n: int) ->
     return out
 
 
-def _llamacpp_batch(model: str, b: int, p: int, n: int) -> tuple[float, dict]:
-    """(load seconds, {prefill, decode, server_rss_gb}) of one llama.cpp server with `b`
-    parallel slots (a child process: its peak memory is read before it stops)."""
+def _llamacpp_batch(model: str, b: int, p: int, n: int) -> tuple[float, dict, float]:
+    """(load seconds, {prefill, decode}, peak GB) of one llama.cpp server with `b` parallel
+    slots (a child process: its peak memory is read before it stops)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from llm_eff.backends import gguf_file
@@ -110,14 +110,15 @@ def _llamacpp_batch(model: str, b: int, p: int, n: int) -> tuple[float, dict]:
     server_rss_gb = server.peak_rss_bytes() / 1024**3
     server.close()
     rates = {"prefill": prompt_tokens / first, "decode": b * (n - 1) / (whole - first)}
-    return load_s, {**rates, "server_rss_gb": server_rss_gb}
+    return load_s, rates, server_rss_gb
 
 
 def _llamacpp(model: str, batches: list[int], p: int, n: int) -> dict:
     out: dict = {}
     for b in batches:  # one server at a time: its slots' KV cache is sized for the batch
-        load_s, out[b] = _llamacpp_batch(model, b, p, n)
+        load_s, out[b], server_rss_gb = _llamacpp_batch(model, b, p, n)
         out.setdefault("load_s", load_s)
+        out["server_rss_gb"] = max(out.get("server_rss_gb", 0.0), server_rss_gb)
     return out
 
 
@@ -129,8 +130,7 @@ def _child(args: argparse.Namespace) -> None:
         dtype = args.one_engine.split("-")[1]
         result = _transformers(args.one_model, dtype, batches, args.prompt_tokens, args.new_tokens)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    servers = [v.pop("server_rss_gb") for v in result.values() if isinstance(v, dict)]
-    result["peak_rss_gb"] = own + max(servers, default=0.0)  # llama.cpp serves in a child
+    result["peak_rss_gb"] = own + result.pop("server_rss_gb", 0.0)  # llama.cpp: in a child
     print("RESULT " + json.dumps(result))
 
 

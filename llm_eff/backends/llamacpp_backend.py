@@ -86,9 +86,7 @@ class LlamaCppBackend:
             threads=threads or len(os.sched_getaffinity(0)),
             max_tokens=max_tokens,
         )
-        self.api_key = self.server.api_key
         self.n_params = gguf_parameters(path)
-        self.base_url = self.server.base_url  # its OpenAI-compatible API (the proxy streams it)
         self.quant = gguf_scheme(path)  # e.g. gguf-Q4_1: the file's own quantization
         self.compression_rate = compression_rate(path.stat().st_size, self.n_params)
         self.memory_capacity = memory_capacity_bytes("cpu")

@@ -115,6 +115,12 @@ class LlamaCppProcess:
             data = {"error": {"message": f"HTTP {reply.status_code}"}}
         return data
 
+    def busy(self) -> bool:
+        """Whether any of the server's slots is decoding (its `/slots` endpoint)."""
+        reply = self._client.get(self.base_url.removesuffix("/v1") + "/slots", timeout=5)
+        reply.raise_for_status()
+        return any(slot.get("is_processing") for slot in reply.json())
+
     def peak_rss_bytes(self) -> int:
         """The server process's peak resident memory so far (0 where /proc cannot tell)."""
         try:

@@ -89,10 +89,9 @@ class LlamaCppUpstream(HardwareTime, OpenAIUpstream):
             context=cap + PROMPT_TOKENS,
             max_tokens=cap,
         )
-        super().__init__(
-            config.model_copy(update={"base_url": self.engine.base_url}), max_body_bytes
-        )
-        self.headers["Authorization"] = f"Bearer {self.engine.api_key}"
+        server = self.engine.server  # its OpenAI-compatible API on loopback
+        super().__init__(config.model_copy(update={"base_url": server.base_url}), max_body_bytes)
+        self.headers["Authorization"] = f"Bearer {server.api_key}"
         self.cap = cap
 
     def max_output(self) -> int | None:
@@ -100,15 +99,8 @@ class LlamaCppUpstream(HardwareTime, OpenAIUpstream):
         return self.cap
 
     def busy(self) -> bool:
-        """Whether any of the server's slots is decoding (its `/slots` endpoint)."""
-        import urllib.request
-
-        request = urllib.request.Request(
-            self.engine.base_url.removesuffix("/v1") + "/slots",
-            headers={"Authorization": f"Bearer {self.engine.api_key}"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310 - loopback
-            return any(slot.get("is_processing") for slot in json.loads(reply.read()))
+        """Whether any of the server's slots is decoding."""
+        return self.engine.server.busy()
 
     async def aclose(self) -> None:
         """Close the connection pool, then stop the llama.cpp server process."""
