@@ -8,7 +8,7 @@ import json
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import httpx
@@ -125,7 +125,8 @@ def test_a_client_that_hangs_up_stops_the_generation(local_proxy):
     rows: list = []
     while not rows and time.monotonic() < deadline + 5:  # the spend log is written behind
         time.sleep(0.05)
-        rows = sqlite3.connect(db).execute(query).fetchall()
+        with closing(sqlite3.connect(db)) as conn:
+            rows = conn.execute(query).fetchall()
     assert len(rows) == 1 and rows[0][1] == "upstream" and 5 <= rows[0][0] < 1500, rows
 
 

@@ -87,8 +87,12 @@ class LlamaCppProcess:
             ready, _, _ = select.select([self.process.stdout], [], [], 0.5)
             if ready:
                 line = self.process.stdout.readline()
-                if line:
-                    return json.loads(line)
+                try:
+                    reply = json.loads(line) if line else None
+                except ValueError:  # something else wrote to its stdout: not our answer
+                    reply = None
+                if isinstance(reply, dict):
+                    return reply
             if self.process.poll() is not None:
                 break
         self.close()
