@@ -19,6 +19,9 @@ agent_app = typer.Typer(
 COMMANDS.group(agent_app, "agent")
 
 TASKS_HELP = "GAIA-format task directory (metadata.jsonl + attachments); default: gaia-mini."
+PARALLEL_HELP = (
+    "Tasks solved at once; their model calls are batched (a local model decodes them together)."
+)
 
 
 def _run(
@@ -28,6 +31,7 @@ def _run(
     report: Path | None,
     hardware_price: float,
     limit: int | None,
+    parallel: int = 1,
 ) -> None:
     from rich.table import Table
 
@@ -59,6 +63,7 @@ def _run(
             limit,
             hardware_price,
             progress=lambda name, n: bar.advance(job, n),
+            parallel=parallel,
         )
     hashes, ids = {s.hash for s in systems}, {t.id for t in tasks}
     attempts = [
@@ -102,11 +107,12 @@ def run_command(
         float, typer.Option(help="$/hour for local models.")
     ] = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
     limit: Annotated[int | None, typer.Option(min=1, help="First N tasks only.")] = None,
+    parallel: Annotated[int, typer.Option(min=1, help=PARALLEL_HELP)] = 1,
 ) -> None:
     """Run one agent configuration over a task set."""
     from agents.config import load_config
 
-    _run(tasks, [load_config(config)], run, report, hardware_price, limit)
+    _run(tasks, [load_config(config)], run, report, hardware_price, limit, parallel)
 
 
 @agent_app.command("sweep")
@@ -124,8 +130,9 @@ def sweep_command(
         float, typer.Option(help="$/hour for local models.")
     ] = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
     limit: Annotated[int | None, typer.Option(min=1, help="First N tasks only.")] = None,
+    parallel: Annotated[int, typer.Option(min=1, help=PARALLEL_HELP)] = 1,
 ) -> None:
     """Run every configuration of a grid, then print accuracy, cost and the recommendation."""
     from agents.config import load_grid
 
-    _run(tasks, load_grid(grid), run, report, hardware_price, limit)
+    _run(tasks, load_grid(grid), run, report, hardware_price, limit, parallel)

@@ -9,6 +9,7 @@ log as they finish, and rerunning skips what is logged (a killed sweep resumes).
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +21,7 @@ from evals.benchmarks.gaia import normalize_text
 from evals.runner import Progress, RunOptions, run_systems
 from evals.systems import SystemKind, SystemSpec
 from llm_eff.backends.base import Completion, GenerationConfig, total_spent
+from llm_eff.backends.batching import BatchingBackend
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.runlog import RunLog
@@ -154,7 +156,14 @@ def _solver(system: SystemSpec, benchmark: Any, backend_for: Any) -> Any:
     backends = {role: backend_for(m, config.api_base) for role, m in config.models().items()}
 
     def run(tasks: list[Task], settings: GenerationConfig) -> list[list[Completion]]:
-        return [[answer(t, config, backends, settings.seed or 0)] for t in tasks]
+        if len(tasks) == 1:
+            return [[answer(tasks[0], config, backends, settings.seed or 0)]]
+        # each task's steps stay sequential on its own thread; the calls the tasks make at the
+        # same moment go to the model as one batch (a local engine decodes them together)
+        batched = {id(b): BatchingBackend(b, max_prompts=len(tasks)) for b in backends.values()}
+        shared = {role: batched[id(b)] for role, b in backends.items()}
+        with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
+            return list(pool.map(lambda t: [answer(t, config, shared, settings.seed or 0)], tasks))
 
     return run
 
@@ -186,11 +195,15 @@ def run_agents(
     limit: int | None = None,
     hardware_dollars_per_hour: float = DEFAULT_HARDWARE_DOLLARS_PER_HOUR,
     progress: Progress | None = None,
+    parallel: int = 1,
 ) -> int:
     """Run agent systems (`agent_system`) over a GAIA benchmark (`load_gaia`) through the evals
-    runner, one task at a time so each attempt is logged as it finishes; returns the new
-    attempts written."""
+    runner, `parallel` tasks at a time (their model calls batched; a local engine gets that
+    many slots), each group logged as it finishes; returns the new attempts written."""
     options = RunOptions(
-        limit=limit, workers=1, batch_size=1, hardware_dollars_per_hour=hardware_dollars_per_hour
+        limit=limit,
+        workers=1,
+        batch_size=max(1, parallel),
+        hardware_dollars_per_hour=hardware_dollars_per_hour,
     )
     return run_systems(benchmark, systems, log, options, progress)

@@ -2,7 +2,7 @@
 what it buys.
 
     .venv/bin/python benchmarks/agents.py [--model smollm2-135m] [--tasks DIR] [--limit N]
-        [--run runs/bench-agents.jsonl] [--report DIR]
+        [--parallel N] [--run runs/bench-agents.jsonl] [--report DIR]
 
 Runs 8 configurations, from the richest (re-plan every step, LLM-summarised memory, 6 steps,
 best-of-3 by vote) to pruned ones, over every task, then prints accuracy, $ and tokens per
@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument(
+        "--parallel", type=int, default=1, help="tasks solved at once, their calls batched"
+    )
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "bench-agents.jsonl")
     parser.add_argument("--report", type=Path, default=None)
     args = parser.parse_args()
@@ -89,7 +92,12 @@ def main() -> None:
         left = sum(len(pending(benchmark, tasks, s, done)) for s in systems)
         bar.update(job, completed=len(tasks) * len(configs) - left)
         run_agents(
-            benchmark, systems, log, args.limit, progress=lambda name, n: bar.advance(job, n)
+            benchmark,
+            systems,
+            log,
+            args.limit,
+            progress=lambda name, n: bar.advance(job, n),
+            parallel=args.parallel,
         )
     hashes = {s.hash for s in systems}
     ids = {t.id for t in tasks}

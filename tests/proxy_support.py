@@ -157,14 +157,15 @@ def serve_in_thread(app, port: int | None = None):
         thread.join(timeout=10)
 
 
-def scripted_llm(script: dict[str, list[str]]) -> FastAPI:
+def scripted_llm(script: dict[str, list[str]], delay_s: float = 0.0) -> FastAPI:
     """OpenAI-compatible server whose replies are scripted per model name: each request to a
-    model gets that model's next reply (the last one repeats). `app.state.prompts` keeps the
-    requests' last user messages, per model."""
+    model gets that model's next reply (the last one repeats), after `delay_s`.
+    `app.state.prompts` keeps the requests' last user messages, per model; `app.state.peak` the
+    most requests it was answering at once."""
     app = FastAPI()
     served: dict[str, int] = {}
     prompts: dict[str, list[str]] = {}
-    app.state.prompts = prompts
+    app.state.prompts, app.state.peak, app.state.open = prompts, 0, 0
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -174,6 +175,10 @@ def scripted_llm(script: dict[str, list[str]]) -> FastAPI:
         i = served.get(model, 0)
         served[model] = i + 1
         prompts.setdefault(model, []).append(body["messages"][-1]["content"])
+        app.state.open += 1
+        app.state.peak = max(app.state.peak, app.state.open)
+        await asyncio.sleep(delay_s)
+        app.state.open -= 1
         return {
             "id": f"c{i}",
             "object": "chat.completion",

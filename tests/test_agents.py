@@ -274,3 +274,24 @@ def test_python_tool_runs_in_the_sandbox_with_the_attachment(llm_server, tmp_pat
     attempt = _attempt(config, tmp_path, "mini-l1-csv")
     assert attempt.details["trace"][0]["observation"] == "1677.25"
     assert attempt.passed
+
+
+def test_parallel_tasks_batch_their_calls_and_answer_as_one_at_a_time(tmp_path: Path) -> None:
+    from agents.system import run_agents
+
+    runs = {}
+    for parallel in (1, 9):
+        app = scripted_llm({"plain": ["Final Answer: 1932"]}, delay_s=0.2)
+        with serve_in_thread(app) as url:
+            config = _config(url + "/v1", "plain", planning="once")
+            log = RunLog(tmp_path / f"p{parallel}.jsonl")
+            written = run_agents(load_gaia(), [agent_system(config)], log, parallel=parallel)
+        attempts = sorted(log.read(), key=lambda a: a.task_id)
+        assert written == len(attempts) == 9 and len(app.state.prompts["plain"]) == 18
+        runs[parallel] = (app.state.peak, attempts)
+    (alone, one_by_one), (peak, together) = runs[1], runs[9]
+    assert alone == 1 and peak >= 5  # the nine tasks' calls were in flight together
+    for a, b in zip(one_by_one, together, strict=True):
+        assert (a.task_id, a.output, a.passed) == (b.task_id, b.output, b.passed)
+        assert a.details["llm_calls"] == b.details["llm_calls"] == 2  # a plan, an answer
+        assert a.usage.prompt_tokens == b.usage.prompt_tokens
