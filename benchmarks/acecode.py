@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/acecode.py [--model smollm2-135m] [--ppo-steps 16]
         [--grpo-steps 16] [--samples 4] [--queries 10000] [--out runs/acecode]
+        [--engine transformers]
 
 Trains PPO and GRPO adapters on `efficiency:train` with the execution reward (both resume
 from `--out` when rerun), then samples `--samples` programs per held-out problem
@@ -87,6 +88,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "acecode")
+    parser.add_argument(
+        "--engine",
+        default="transformers",
+        help="engine of all three systems (the tuned ones run on transformers, so the base does)",
+    )
     args = parser.parse_args()
 
     from rich.console import Console
@@ -112,7 +118,7 @@ def main() -> None:
     }
     started = time.perf_counter()
     for spec in specs.values():
-        run_system(bench, parse_system(spec), log, RunOptions(seed=args.seed))
+        run_system(bench, parse_system(spec), log, RunOptions(seed=args.seed, engine=args.engine))
     eval_s = time.perf_counter() - started
     attempts = [a for a in log.read() if a.benchmark == bench.name]
     summaries = {s.system: s for s in summarize(attempts)}
