@@ -273,9 +273,19 @@ def test_a_killed_ppo_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
         assert [h[key] for h in log(split)] == pytest.approx([h[key] for h in log(whole)])
 
 
-def test_one_grpo_step_on_a_tiny_model_through_trl(tmp_path: Path) -> None:
+def _embedded_gguf() -> str:
+    from llm_eff.models.embedded import gguf_path
+
+    return f"gguf:{gguf_path()}"
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "gguf"])
+def test_one_grpo_step_through_trl(model: str, tmp_path: Path) -> None:
+    """On a tiny model and on a GGUF file (dequantized by transformers, which Trainer refused
+    as 'quantized with GGUF' until the loader dropped the quantizer's marks)."""
     from llm_eff.rl.train import rl_train
 
+    model = _embedded_gguf() if model == "gguf" else model
     out = tmp_path / "grpo"
     settings = {
         "steps": 1,
@@ -284,11 +294,11 @@ def test_one_grpo_step_on_a_tiny_model_through_trl(tmp_path: Path) -> None:
         "max_new_tokens": 12,
         "save_every": 1,
     }
-    summary = rl_train("grpo", "tiny-llama", _train_tasks(), out, settings, FAST, rank=4)
+    summary = rl_train("grpo", model, _train_tasks(), out, settings, FAST, rank=4)
     assert summary["steps_logged"] == 1
     assert -1.0 <= summary["last"]["reward"] <= 1.0
     assert (out / "adapter_config.json").is_file() and (out / "trl" / "checkpoint-1").is_dir()
-    assert json.loads((out / "llm_eff_base.json").read_text())["model"] == "tiny-llama"
+    assert json.loads((out / "llm_eff_base.json").read_text())["model"] == model
 
 
 def test_cli_bad_input_gives_one_line_errors(tmp_path: Path) -> None:

@@ -60,6 +60,10 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
         gguf = Path(ref.path)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # the weights are dense now: without GGUF's quantizer marks, Trainer (GRPO, finetune)
+        # and save_pretrained take the model for the plain float model it is
+        model.hf_quantizer.remove_quantization_config(model)
+        model.config._is_quantized = False
     else:
         if ref.kind == "embedded":
             from llm_eff.models.embedded import embedded_model_dir
