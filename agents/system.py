@@ -9,7 +9,6 @@ log as they finish, and rerunning skips what is logged (a killed sweep resumes).
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +20,7 @@ from evals.benchmarks.gaia import normalize_text
 from evals.runner import Progress, RunOptions, run_systems
 from evals.systems import SystemKind, SystemSpec
 from llm_eff.backends.base import Completion, GenerationConfig, total_spent
-from llm_eff.backends.batching import BatchingBackend
+from llm_eff.backends.batching import map_batched
 from llm_eff.core.errors import UserError
 from llm_eff.core.prices import DEFAULT_HARDWARE_DOLLARS_PER_HOUR
 from llm_eff.core.runlog import RunLog
@@ -156,14 +155,10 @@ def _solver(system: SystemSpec, benchmark: Any, backend_for: Any) -> Any:
     backends = {role: backend_for(m, config.api_base) for role, m in config.models().items()}
 
     def run(tasks: list[Task], settings: GenerationConfig) -> list[list[Completion]]:
-        if len(tasks) == 1:
-            return [[answer(tasks[0], config, backends, settings.seed or 0)]]
-        # each task's steps stay sequential on its own thread; the calls the tasks make at the
-        # same moment go to the model as one batch (a local engine decodes them together)
-        batched = {id(b): BatchingBackend(b, max_prompts=len(tasks)) for b in backends.values()}
-        shared = {role: batched[id(b)] for role, b in backends.items()}
-        with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
-            return list(pool.map(lambda t: [answer(t, config, shared, settings.seed or 0)], tasks))
+        # the tasks' calls made at the same moment go to the model as one batch
+        return map_batched(
+            lambda t, models: [answer(t, config, models, settings.seed or 0)], tasks, backends
+        )
 
     return run
 

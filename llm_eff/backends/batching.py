@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from llm_eff.backends.base import Backend, Chat, Completion, GenerationConfig
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class BatchingBackend:
@@ -74,3 +79,24 @@ class BatchingBackend:
             for item_chats, _, future in batch:
                 future.set_result(results[start : start + len(item_chats)])
                 start += len(item_chats)
+
+
+def map_batched(
+    work: Callable[[T, dict[str, Backend]], R],
+    items: list[T],
+    backends: dict[str, Backend],
+    calls_per_item: int = 1,
+) -> list[R]:
+    """`work(item, backends)` for every item, each on its own thread over `BatchingBackend`s
+    of `backends` (one per distinct backend, shared by the roles that use it), so the items'
+    steps stay sequential while their concurrent calls are generated together; one item runs
+    on the plain backends."""
+    if len(items) <= 1:
+        return [work(item, backends) for item in items]
+    wrapped = {
+        id(b): BatchingBackend(b, max_prompts=len(items) * calls_per_item)
+        for b in backends.values()
+    }
+    shared = {role: wrapped[id(b)] for role, b in backends.items()}
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(lambda item: work(item, shared), items))

@@ -60,7 +60,7 @@ def load_local(ref: ModelRef) -> tuple[Any, Any]:
         gguf = Path(ref.path)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        # the weights are dense now: without GGUF's quantizer marks, Trainer (GRPO, finetune)
+        # the weights are dense now: without GGUF's quantizer marks, trl's Trainer (GRPO)
         # and save_pretrained take the model for the plain float model it is
         model.hf_quantizer.remove_quantization_config(model)
         model.config._is_quantized = False

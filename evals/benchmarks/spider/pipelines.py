@@ -183,21 +183,16 @@ def solve(
     """Run `pipeline` on each task; one Completion each, with every call's usage and cost."""
     if pipeline not in STEPS:
         raise UserError(f"unknown SQL pipeline '{pipeline}' (use {', '.join(PIPELINES)})")
-    from concurrent.futures import ThreadPoolExecutor
+    from llm_eff.backends.batching import map_batched
 
-    from llm_eff.backends.batching import BatchingBackend
-
-    batched = BatchingBackend(backend, max_prompts=max(len(tasks), 1) * 4)
-
-    def one(task: Task) -> list[Completion]:
-        caller = Caller(batched, replace(config, n=1))
+    def one(task: Task, models: dict[str, Backend]) -> list[Completion]:
+        caller = Caller(models["sql"], replace(config, n=1))
         schema = link_schema(caller, task.metadata["question"], task.metadata["schema"])
         sql = STEPS[pipeline](caller, task, schema)
         return [Completion(f"```sql\n{sql}\n```", caller.usage, caller.cost, "stop")]
 
     # each question's steps stay sequential; the questions' calls are batched together
-    with ThreadPoolExecutor(max_workers=max(len(tasks), 1)) as pool:
-        return list(pool.map(one, tasks))
+    return map_batched(one, tasks, {"sql": backend}, calls_per_item=4)
 
 
 def _alias(pipeline: str) -> SystemKind:
