@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/proxy_overhead.py [--concurrency 10 100 200] [--seconds 4]
         [--rounds 2] [--upstream-ms 20] [--litellm-bin /path/to/litellm] [--soak-seconds 300]
-        [--postgres-url postgresql://...]
+        [--postgres-url postgresql://...] [--rate 500]
 
 Starts, each in its own process: an OpenAI-compatible upstream that answers every request after
 `--upstream-ms` (JSON, or SSE with `--stream`), `llm-eff serve` in front of it, and, when
@@ -12,8 +12,11 @@ interleave the targets: direct, llm-eff pass-through, llm-eff with the rule rout
 with a budgeted key (SQLite; PostgreSQL too with `--postgres-url`), LiteLLM.
 It prints requests/s and latency p50/p95/p99 per target, and the added latency: each target's
 percentile minus the direct percentile of the same round set; for llm-eff also the proxy's own
-per-request overhead header. `--soak-seconds` runs a steady load through llm-eff and prints the
-proxy's RSS at start and end. All traffic stays on 127.0.0.1.
+per-request overhead header. `--rate R` makes the load open-loop: R requests/s arrive
+whatever the answers, over at most `--concurrency` connections; that measures the latency a
+proxy adds at a load the machine carries (the closed loop measures it at saturation, where it
+is queueing). `--soak-seconds` runs a steady load through llm-eff and prints the proxy's RSS
+at start and end. All traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import secrets
 import shutil
 import signal
@@ -120,9 +124,19 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def burst(
-    url: str, model: str, concurrency: int, seconds: float, stream: bool, headers: dict[str, str]
+    url: str,
+    model: str,
+    concurrency: int,
+    seconds: float,
+    stream: bool,
+    headers: dict[str, str],
+    rate: float | None = None,
 ) -> tuple[list[float], list[float], int]:
-    """Closed-loop load with aiohttp: (latencies ms, proxy overhead ms from headers, errors)."""
+    """Load with aiohttp over `concurrency` connections: (latencies ms, proxy overhead ms from
+    headers, errors). Closed loop (each connection sends again as soon as it is answered)
+    unless `rate` is given: then requests arrive at that many per second (Poisson, seeded),
+    whether or not earlier ones are answered, and each latency counts from the request's
+    arrival, so time spent waiting for a free connection is in it."""
     latencies: list[float] = []
     overheads: list[float] = []
     errors = 0
@@ -143,25 +157,39 @@ async def burst(
     ) as session:
         deadline = time.perf_counter() + seconds
 
-        async def worker() -> None:
+        async def one(arrived: float) -> None:
             nonlocal errors
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                try:
-                    async with session.post(f"{url}/chat/completions", data=body) as r:
-                        await r.read()
-                        status, overhead = r.status, r.headers.get("x-llm-eff-overhead-ms")
-                except (TimeoutError, aiohttp.ClientError):
-                    errors += 1
-                    continue
-                if status != 200:
-                    errors += 1
-                    continue
-                latencies.append((time.perf_counter() - start) * 1000)
-                if overhead is not None:
-                    overheads.append(float(overhead))
+            try:
+                async with session.post(f"{url}/chat/completions", data=body) as r:
+                    await r.read()
+                    status, overhead = r.status, r.headers.get("x-llm-eff-overhead-ms")
+            except (TimeoutError, aiohttp.ClientError):
+                errors += 1
+                return
+            if status != 200:
+                errors += 1
+                return
+            latencies.append((time.perf_counter() - arrived) * 1000)
+            if overhead is not None:
+                overheads.append(float(overhead))
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                await one(time.perf_counter())
+
+        if rate is None:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            arrivals = random.Random(0)
+            sent: list[asyncio.Task] = []
+            at = time.perf_counter()
+            while at < deadline:
+                wait = at - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                sent.append(asyncio.create_task(one(at)))
+                at += arrivals.expovariate(rate)
+            await asyncio.gather(*sent)
     return latencies, overheads, errors
 
 
@@ -212,6 +240,12 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="SSE instead of JSON")
     parser.add_argument("--litellm-bin", default=shutil.which("litellm"))
     parser.add_argument("--soak-seconds", type=float, default=0.0)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: this many requests/s arrive (Poisson) over the level's connections,"
+        " instead of each connection sending again as soon as it is answered",
+    )
     args = parser.parse_args()
     console = Console(width=200)
     tmp = Path(tempfile.mkdtemp(prefix="llm-eff-bench-"))
@@ -300,7 +334,8 @@ def main() -> None:
             f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}; upstream {args.upstream_ms:g} ms, "
             f"{'SSE' if args.stream else 'JSON'}, {args.rounds} x {args.seconds:g} s per "
-            "target and level, interleaved"
+            "target and level, interleaved, "
+            + (f"open loop at {args.rate:g} req/s" if args.rate else "closed loop")
         )
         rss_start = rss_mb(proxy.pid)
         table = Table(
@@ -321,7 +356,9 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, url, model, headers in targets:
                     lat, over, err = asyncio.run(
-                        burst(url, model, concurrency, args.seconds, args.stream, headers)
+                        burst(
+                            url, model, concurrency, args.seconds, args.stream, headers, args.rate
+                        )
                     )
                     old = results[name]
                     results[name] = (
