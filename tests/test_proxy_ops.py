@@ -187,3 +187,36 @@ def test_serve_config_errors_are_one_line(tmp_path: Path):
     assert "Traceback" not in out.stderr
     missing = cli("serve", "--config", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_litellm_warm_import_is_frozen_with_the_servers_start_up_objects():
+    """The token counter's import (LiteLLM: a quarter of a million objects) runs after `serve`
+    froze its start-up objects; it is frozen too, else every collection walks it. A process
+    that froze nothing is left as it was."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import gc, sys\n"
+        "from routers.proxy.billing import warm_counter\n"
+        "frozen = sys.argv[1] == 'frozen'\n"
+        "if frozen:\n"
+        "    gc.freeze()\n"
+        "before = gc.get_freeze_count()\n"
+        "warm_counter()\n"
+        "print(before, gc.get_freeze_count(), len(gc.get_objects()))\n"
+    )
+    counts = {}
+    for mode in ("frozen", "plain"):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, mode],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        assert out.returncode == 0, out.stderr
+        counts[mode] = [int(n) for n in out.stdout.split()]
+    before, after, young = counts["frozen"]
+    assert after - before > 50_000 and young < 50_000
+    assert counts["plain"][:2] == [0, 0] and counts["plain"][2] > 50_000

@@ -31,6 +31,7 @@ from routers.proxy.validate import ProxyError, validate_chat
 
 if TYPE_CHECKING:
     from routers.proxy.app import Admission, Proxy
+    from routers.proxy.config import UpstreamConfig
     from routers.proxy.store import KeyRecord
 
 log = logging.getLogger("llm_eff.proxy")
@@ -93,6 +94,26 @@ async def read_body(scope: dict, receive: Any, limit: int, timeout_s: float) -> 
         raise ProxyError(
             408, f"request body not received within {timeout_s:g} s", code="timeout"
         ) from None
+
+
+def _retrying(settings: UpstreamConfig) -> Any:
+    """Tenacity's retry loop for an upstream's `retries` and `retry_backoff_s`: retryable
+    UpstreamErrors only, exponential backoff with jitter up to 2 s, the last error re-raised."""
+    from tenacity import (
+        AsyncRetrying,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_exponential_jitter,
+    )
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(settings.retries + 1),
+        wait=wait_exponential_jitter(
+            multiplier=settings.retry_backoff_s, max=2.0, jitter=settings.retry_backoff_s
+        ),
+        retry=retry_if_exception(lambda e: isinstance(e, UpstreamError) and e.retryable),
+        reraise=True,
+    )
 
 
 class ClientGone(Exception):
@@ -305,39 +326,33 @@ class Call:
     ) -> tuple[Upstream, Any, float]:
         """(candidate, result, start time) of the first call along retries and fallbacks to
         succeed; raises the last UpstreamError when none does (at once if not retryable)."""
-        from tenacity import (
-            AsyncRetrying,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_exponential_jitter,
-        )
-
         last = UpstreamError("no upstream answered")
         for candidate in chain:
-            settings = candidate.config
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(settings.retries + 1),
-                wait=wait_exponential_jitter(
-                    initial=settings.retry_backoff_s, max=2.0, jitter=settings.retry_backoff_s
-                ),
-                retry=retry_if_exception(lambda e: isinstance(e, UpstreamError) and e.retryable),
-                reraise=True,
-            )
             try:
-                async for attempt in retrying:
+                if candidate.config.retries == 0:
+                    # no tenacity here: its retry state is a reference cycle per request, so
+                    # the collector, not reference counting, freed it (pauses in the tail)
+                    return await self._attempt(candidate, call)
+                async for attempt in _retrying(candidate.config):
                     with attempt:
-                        before = time.perf_counter()
-                        try:
-                            return candidate, await call(candidate), before
-                        except UpstreamError as exc:
-                            self.proxy.metrics.upstream_errors.labels(candidate.name).inc()
-                            self.failures.append(f"{candidate.name}: {exc}")
-                            raise
+                        return await self._attempt(candidate, call)
             except UpstreamError as exc:
                 last = exc
                 if not exc.retryable:
                     break
         raise last
+
+    async def _attempt(
+        self, candidate: Upstream, call: Callable[[Upstream], Awaitable[Any]]
+    ) -> tuple[Upstream, Any, float]:
+        """One call to `candidate`; a failure is counted and remembered, then raised."""
+        before = time.perf_counter()
+        try:
+            return candidate, await call(candidate), before
+        except UpstreamError as exc:
+            self.proxy.metrics.upstream_errors.labels(candidate.name).inc()
+            self.failures.append(f"{candidate.name}: {exc}")
+            raise
 
     async def _fail(self, last: UpstreamError, send: Any) -> None:
         self.status, self.error = last.status, str(last)
