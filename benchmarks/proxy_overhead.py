@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/proxy_overhead.py [--concurrency 10 100 200] [--seconds 4]
         [--rounds 2] [--upstream-ms 20] [--litellm-bin /path/to/litellm] [--soak-seconds 300]
-        [--postgres-url postgresql://...] [--rate 500]
+        [--postgres-url postgresql://...] [--rate 500] [--pin]
 
 Starts, each in its own process: an OpenAI-compatible upstream that answers every request after
 `--upstream-ms` (JSON, or SSE with `--stream`), `llm-eff serve` in front of it, and, when
@@ -15,8 +15,11 @@ percentile minus the direct percentile of the same round set; for llm-eff also t
 per-request overhead header. `--rate R` makes the load open-loop: R requests/s arrive
 whatever the answers, over at most `--concurrency` connections; that measures the latency a
 proxy adds at a load the machine carries (the closed loop measures it at saturation, where it
-is queueing). `--soak-seconds` runs a steady load through llm-eff and prints the proxy's RSS
-at start and end. All traffic stays on 127.0.0.1.
+is queueing). `--pin` puts each proxy on the second CPU and this load generator and the
+upstream on the first, so that a proxy is not measured on a core its own load generator holds
+(a production proxy is not); the PostgreSQL server is not started here: pin it with taskset.
+`--soak-seconds` runs a steady load through llm-eff and prints the proxy's RSS at start and
+end. All traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -137,9 +141,6 @@ async def burst(
     unless `rate` is given: then requests arrive at that many per second (Poisson, seeded),
     whether or not earlier ones are answered, and each latency counts from the request's
     arrival, so time spent waiting for a free connection is in it."""
-    latencies: list[float] = []
-    overheads: list[float] = []
-    errors = 0
     body = json.dumps(
         {
             "model": model,
@@ -148,6 +149,28 @@ async def burst(
             "stream": stream,
         }
     ).encode()
+    # the load generator's own collector pauses would land in every target's tail alike:
+    # collect before the burst, not during it (a burst is seconds; memory stays bounded)
+    gc.collect()
+    gc.disable()
+    try:
+        return await _send(url, body, concurrency, seconds, headers, rate)
+    finally:
+        gc.enable()
+
+
+async def _send(
+    url: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    headers: dict[str, str],
+    rate: float | None,
+) -> tuple[list[float], list[float], int]:
+    """The burst itself (see `burst`)."""
+    latencies: list[float] = []
+    overheads: list[float] = []
+    errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(
@@ -206,14 +229,17 @@ def budgeted_key(db_url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A server process in its own session."""
+def start(
+    cmd: list[str], env: dict[str, str] | None = None, cpus: set[int] | None = None
+) -> subprocess.Popen:
+    """A server process in its own session, on `cpus` when given (else this process's)."""
     return subprocess.Popen(
         cmd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
     )
 
 
@@ -241,6 +267,11 @@ def main() -> None:
     parser.add_argument("--litellm-bin", default=shutil.which("litellm"))
     parser.add_argument("--soak-seconds", type=float, default=0.0)
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="proxies on CPU 1; the load generator and the upstream on CPU 0",
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         help="open loop: this many requests/s arrive (Poisson) over the level's connections,"
@@ -248,6 +279,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     console = Console(width=200)
+    proxy_cpus: set[int] | None = None
+    if args.pin:
+        available = sorted(os.sched_getaffinity(0))
+        if len(available) < 2:
+            raise SystemExit("--pin needs two CPUs: one for the proxy, one for the load")
+        proxy_cpus = {available[1]}
+        os.sched_setaffinity(0, {available[0]})  # the load, and the upstream started below
     tmp = Path(tempfile.mkdtemp(prefix="llm-eff-bench-"))
     procs: list[subprocess.Popen] = []
     try:
@@ -272,7 +310,8 @@ def main() -> None:
         # a budgeted key (large enough never to run out): its requests reserve and settle in
         # the ledger, one committed transaction each
         budgeted = budgeted_key(f"sqlite:///{tmp / 'spend.db'}")
-        procs.append(start([exe, "serve", "--config", str(cfg), "--port", str(proxy_port)]))
+        serve = [exe, "serve", "--config"]
+        procs.append(start([*serve, str(cfg), "--port", str(proxy_port)], cpus=proxy_cpus))
         proxy = procs[-1]
         wait_up(f"http://127.0.0.1:{up_port}/", procs[0])
         wait_up(f"http://127.0.0.1:{proxy_port}/health", proxy)
@@ -293,7 +332,7 @@ def main() -> None:
                 )
             )
             pg_key = budgeted_key(args.postgres_url)
-            procs.append(start([exe, "serve", "--config", str(pg_cfg), "--port", str(pg_port)]))
+            procs.append(start([*serve, str(pg_cfg), "--port", str(pg_port)], cpus=proxy_cpus))
             wait_up(f"http://127.0.0.1:{pg_port}/health", procs[-1])
             targets.append(
                 ("llm-eff budgeted key, PostgreSQL", f"http://127.0.0.1:{pg_port}/v1", "up", pg_key)
@@ -315,6 +354,7 @@ def main() -> None:
                         str(lite_port),
                     ],
                     {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": master},
+                    proxy_cpus,
                 )
             )
             wait_up(f"http://127.0.0.1:{lite_port}/health/liveliness", procs[-1], 180)
@@ -336,6 +376,12 @@ def main() -> None:
             f"{'SSE' if args.stream else 'JSON'}, {args.rounds} x {args.seconds:g} s per "
             "target and level, interleaved, "
             + (f"open loop at {args.rate:g} req/s" if args.rate else "closed loop")
+            + (
+                f"; proxies on CPU {min(proxy_cpus)}, load and upstream on CPU "
+                f"{min(os.sched_getaffinity(0))}"
+                if proxy_cpus
+                else "; no CPU pinning"
+            )
         )
         rss_start = rss_mb(proxy.pid)
         table = Table(
@@ -355,6 +401,7 @@ def main() -> None:
             results = {name: ([], [], 0, 0.0) for name, *_ in targets}
             for _ in range(args.rounds):
                 for name, url, model, headers in targets:
+                    time.sleep(1.0)  # the last target's background work ends before this one
                     lat, over, err = asyncio.run(
                         burst(
                             url, model, concurrency, args.seconds, args.stream, headers, args.rate
