@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from tenacity import AsyncRetrying
 
 from routers.proxy import create_app, parse_config
 from routers.proxy.store import Database
@@ -162,10 +164,6 @@ def test_requests_without_retries_leave_no_retry_state_for_the_collector(proxy):
     """An upstream with `retries: 0` is called once, without tenacity's retry loop: that loop's
     state is a reference cycle, so every request left objects that only a collector pass
     freed, and those passes were the proxy's latency tail (25-65 ms each, measured)."""
-    import gc
-
-    from tenacity import AsyncRetrying
-
     url, _ = proxy
     client = _client(url)
 

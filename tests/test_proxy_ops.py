@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -193,9 +195,6 @@ def test_litellm_warm_import_is_frozen_with_the_servers_start_up_objects():
     """The token counter's import (LiteLLM: a quarter of a million objects) runs after `serve`
     froze its start-up objects; it is frozen too, else every collection walks it. A process
     that froze nothing is left as it was."""
-    import subprocess
-    import sys
-
     probe = (
         "import gc, sys\n"
         "from routers.proxy.billing import warm_counter\n"
